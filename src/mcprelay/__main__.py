@@ -1,0 +1,4 @@
+from mcprelay.cli.main import main
+
+if __name__ == "__main__":
+    main()

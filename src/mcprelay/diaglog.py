@@ -1,0 +1,79 @@
+"""The diagnostic log: JSON lines at ``<home>/logs/mcprelay.log``.
+
+Every authentication event carries ``event``, ``server`` and ``correlation_id`` so that one login or
+refresh can be followed across processes. Fields whose names say they hold a secret are replaced
+before writing, and values that look like bearer credentials are never passed in by callers: this
+module is the last line of defence, not the first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "code",
+        "code_verifier",
+        "client_secret",
+        "token",
+        "authorization",
+        "password",
+        "assertion",
+    }
+)
+_MAX_BYTES = 5 * 1024 * 1024
+
+_lock = threading.Lock()
+_path: Path | None = None
+
+
+def configure(home: Path) -> Path:
+    """Point the log at ``<home>/logs``; the directory is private to the user."""
+    global _path
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _path = logs / "mcprelay.log"
+    return _path
+
+
+def log_path() -> Path | None:
+    return _path
+
+
+def _scrub(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: ("[redacted]" if k.lower() in _SECRET_KEYS and v is not None else v) for k, v in fields.items()}
+
+
+def event(name: str, *, server: str | None, correlation_id: str | None, level: str = "info", **fields: Any) -> None:
+    """Append one event. Logging must never break a login, so write errors are swallowed."""
+    if _path is None:
+        return
+    record = {
+        "ts": round(time.time(), 3),
+        "level": level,
+        "event": name,
+        "server": server,
+        "correlation_id": correlation_id,
+        "pid": os.getpid(),
+        **_scrub(fields),
+    }
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    try:
+        with _lock:
+            if _path.exists() and _path.stat().st_size > _MAX_BYTES:
+                os.replace(_path, _path.with_suffix(".log.1"))
+            fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+            finally:
+                os.close(fd)
+    except OSError:
+        pass
