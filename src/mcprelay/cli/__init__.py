@@ -1,0 +1,1 @@
+"""The ``mcprelay`` command line: one module per command group."""

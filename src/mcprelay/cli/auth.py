@@ -1,0 +1,221 @@
+"""``mcprelay auth login | status | logout``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from mcprelay import status as server_status
+from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json
+from mcprelay.config import ServerConfig
+from mcprelay.errors import McpRelayError
+
+app = typer.Typer(help="Log in to servers, see their login state, log out.", no_args_is_help=True)
+
+ServerOpt = Annotated[str, typer.Option("--server", "-s", help="Server name from the config.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def login_options(headless: bool) -> Any:
+    from mcprelay.oauth.flow import LoginOptions
+
+    read = None
+    if headless and sys.stdin is not None and sys.stdin.isatty():
+        read = sys.stdin.readline
+    return LoginOptions(headless=headless, read_pasted_url=read)
+
+
+async def run_login(runtime: Runtime, server: ServerConfig, headless: bool) -> Any:
+    from mcprelay.httpclient import new_http_client
+    from mcprelay.oauth.flow import login
+
+    async with new_http_client() as http:
+        try:
+            outcome = await login(server, runtime.store, http, login_options(headless))
+        except McpRelayError as exc:
+            server_status.record_error(runtime.home, server.name, exc)
+            raise
+    if outcome.grant:
+        server_status.clear_error(runtime.home, server.name)
+        server_status.write_status(runtime.home, server.name, issuer=outcome.grant.issuer)
+    return outcome
+
+
+@app.command("login")
+def login_command(
+    ctx: typer.Context,
+    server: ServerOpt,
+    headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Log in even if the stored tokens are valid.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Discover, register, authorize and store tokens for one server."""
+    from mcprelay.oauth.grant import load_grant
+
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    cfg = runtime.loaded.config.server(server)
+    if cfg.transport == "stdio":
+        raise typer.BadParameter(f"{server} is a local stdio server; it has no OAuth login", param_hint="--server")
+    if not force:
+        grant = load_grant(runtime.store, server)
+        if grant and not grant.tokens.expired(skew=60):
+            message = f"{server}: already logged in (use --force to log in again)"
+            print_json({"success": True, "server": server, "already_logged_in": True}) if json_output else print(
+                message
+            )
+            return
+    outcome = anyio.run(run_login, runtime, cfg, headless_requested(headless))
+    if json_output:
+        print_json(
+            {
+                "success": True,
+                "server": server,
+                "auth_required": outcome.auth_required,
+                "correlation_id": outcome.correlation_id,
+                "registration_kind": outcome.registration.kind if outcome.registration else None,
+                "client_id": outcome.registration.client_id if outcome.registration else None,
+                "scope": outcome.grant.tokens.scope if outcome.grant else None,
+                "expires_at": outcome.grant.tokens.expires_at if outcome.grant else None,
+                "steps_ms": dict(outcome.steps),
+            }
+        )
+    elif not outcome.auth_required:
+        print(f"{server}: the server did not ask for authentication; nothing to store")
+    else:
+        assert outcome.grant and outcome.registration
+        print(
+            f"{server}: logged in (client {outcome.registration.client_id}, {outcome.registration.kind}; "
+            f"scope {outcome.grant.tokens.scope or '-'}; tokens in {runtime.store.describe()})"
+        )
+
+
+def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
+    from mcprelay.oauth.grant import load_grant
+    from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
+
+    info = server_status.read_status(runtime.home, cfg.name)
+    row: dict[str, Any] = {
+        "server": cfg.name,
+        "url": cfg.url or None,
+        "transport": cfg.transport,
+        "state": "not_logged_in",
+        "expires_at": None,
+        "expires_in": None,
+        "scopes": None,
+        "client_id": cfg.oauth.client_id or None,
+        "registration_kind": "preregistered" if cfg.oauth.client_id else None,
+        "redirect_uri": None,
+        "token_store": runtime.store.describe(),
+        "last_error": info.get("last_error"),
+    }
+    if cfg.transport == "stdio":
+        row["state"] = "no_oauth"
+        return row
+    try:
+        grant = load_grant(runtime.store, cfg.name)
+    except McpRelayError as exc:
+        row["state"] = "store_error"
+        row["last_error"] = {"error_type": str(exc.error_type), "message": exc.message}
+        return row
+    if grant is not None:
+        tokens = grant.tokens
+        now = time.time()
+        if not tokens.expired(now=now):
+            row["state"] = "authenticated"
+        else:
+            row["state"] = "expired_refreshable" if tokens.refresh_token else "login_required"
+        row.update(
+            expires_at=tokens.expires_at,
+            expires_in=round(tokens.expires_at - now) if tokens.expires_at else None,
+            scopes=tokens.scope.split() if tokens.scope else None,
+            client_id=grant.client_id,
+            registration_kind=grant.registration_kind,
+            redirect_uri=grant.redirect_uri,
+        )
+        registration = runtime.store.get(registration_key(cfg.name, grant.issuer))
+        if registration and not row["redirect_uri"]:
+            row["redirect_uri"] = ClientRegistration.from_dict(registration).redirect_uri
+    last = row["last_error"]
+    if isinstance(last, dict) and last.get("error_type") == "login_required" and row["state"] != "authenticated":
+        row["state"] = "login_required"
+    return row
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    server: Annotated[str | None, typer.Option("--server", "-s", help="Only this server.")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """One row per server: state, expiry, scopes, client, registration, redirect URI, store, last error."""
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    config = runtime.loaded.config
+    servers = [config.server(server)] if server else config.mcp_servers
+    rows = [_row(runtime, cfg) for cfg in servers]
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        print("no servers configured (see the README's configuration section)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mcprelay auth status", show_lines=False)
+    for column in ("server", "state", "expires in", "scopes", "client id", "registration", "redirect URI",
+                   "store", "last error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        last = row["last_error"]
+        table.add_row(
+            row["server"],
+            row["state"],
+            f"{row['expires_in']} s" if row["expires_in"] is not None else "-",
+            " ".join(row["scopes"] or []) or "-",
+            row["client_id"] or "-",
+            row["registration_kind"] or "-",
+            row["redirect_uri"] or "-",
+            row["token_store"],
+            f"{last['error_type']}: {last['message']}" if isinstance(last, dict) else "-",
+        )
+    Console().print(table)
+
+
+@app.command("logout")
+def logout_command(
+    ctx: typer.Context,
+    server: ServerOpt,
+    forget_client: Annotated[
+        bool, typer.Option("--forget-client", help="Also forget the client registration.")
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Forget a server's tokens (and, with --forget-client, its registration)."""
+    from mcprelay.oauth.grant import load_grant, token_key
+    from mcprelay.oauth.rfc7591 import registration_key
+
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    runtime.loaded.config.server(server)
+    issuer = server_status.read_status(runtime.home, server).get("issuer")
+    try:
+        grant = load_grant(runtime.store, server)
+        issuer = grant.issuer if grant else issuer
+    except McpRelayError:
+        pass  # undecryptable tokens: deleting them is exactly what logout is for
+    runtime.store.delete(token_key(server))
+    forgot_registration = False
+    if forget_client and issuer:
+        runtime.store.delete(registration_key(server, issuer))
+        forgot_registration = True
+    server_status.forget(runtime.home, server)
+    if json_output:
+        print_json({"success": True, "server": server, "forgot_registration": forgot_registration})
+    else:
+        print(f"{server}: logged out" + (" and client registration forgotten" if forgot_registration else ""))

@@ -1,0 +1,63 @@
+"""Entry point: global options, command groups, and one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from mcprelay.cli import auth, demo, probe
+from mcprelay.cli.runtime import Runtime, render_error
+from mcprelay.errors import EXIT_USAGE, McpRelayError
+
+app = typer.Typer(
+    name="mcprelay",
+    help="Connect agents to many MCP servers and own their OAuth, so authentication never breaks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(auth.app, name="auth")
+app.command("probe")(probe.probe)
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        str | None, typer.Option("--config", help="Config file (env MCPRELAY_CONFIG).", show_default=False)
+    ] = None,
+    home: Annotated[
+        str | None,
+        typer.Option("--home", help="Where tokens, logs and activity live (env MCPRELAY_HOME).", show_default=False),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="Console log level.")] = "warning",
+) -> None:
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = Runtime(config_option=config, home_option=home, log_level=log_level)
+    _current.append(ctx.obj)
+
+
+_current: list[Runtime] = []
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure ends here as a rendered error and a contract exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except McpRelayError as exc:
+        json_output = bool(_current and _current[-1].json_output) or "--json" in (argv or sys.argv)
+        sys.exit(render_error(exc, json_output))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

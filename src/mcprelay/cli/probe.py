@@ -1,0 +1,151 @@
+"""``mcprelay probe URL``: an ad-hoc server with no config entry — authenticate, initialize, list tools,
+call one tool, print, exit. Nothing is stored: the tokens live in memory for this run only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from mcprelay.cli.auth import login_options
+from mcprelay.cli.runtime import get_runtime, headless_requested, print_json
+from mcprelay.errors import ErrorType, McpRelayError
+
+
+def _parse_args(args: str | None) -> dict[str, Any]:
+    if not args:
+        return {}
+    try:
+        value = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR,
+            f"--args is not valid JSON: {exc.msg}",
+            suggestion='pass an object: --args \'{"a": 1}\'',
+        ) from None
+    if not isinstance(value, dict):
+        raise McpRelayError(ErrorType.USAGE_ERROR, "--args must be a JSON object", suggestion='--args \'{"a": 1}\'')
+    return value
+
+
+def _arguments_for(tool: Any) -> dict[str, Any]:
+    """Minimal arguments for a tool's required parameters, so probing a tool without --args can work."""
+    schema = tool.input_schema or {}
+    samples = {"string": "probe", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+    out: dict[str, Any] = {}
+    for name in schema.get("required", []) or []:
+        prop = (schema.get("properties") or {}).get(name, {})
+        kind = prop.get("type", "string")
+        out[name] = samples.get(kind if isinstance(kind, str) else "string", "probe")
+    return out
+
+
+async def _run(
+    url: str, oauth: dict[str, Any], call: str | None, args: dict[str, Any], headless: bool, notify_json: bool
+) -> dict[str, Any]:
+    from mcprelay.config import OAuthConfig, ServerConfig
+    from mcprelay.httpclient import new_http_client
+    from mcprelay.oauth.bearer import BearerAuth
+    from mcprelay.oauth.flow import login
+    from mcprelay.store.memory import MemoryStore
+    from mcprelay.transport import open_session
+
+    server = ServerConfig(name="probe", url=url, oauth=OAuthConfig(**oauth))
+    async with new_http_client() as http:
+        outcome = await login(server, MemoryStore(), http, login_options(headless))
+    token = outcome.grant.tokens.access_token if outcome.grant else None
+
+    async def current() -> str:
+        assert token is not None
+        return token
+
+    report: dict[str, Any] = {
+        "server": url,
+        "auth_required": outcome.auth_required,
+        "correlation_id": outcome.correlation_id,
+        "registration_kind": outcome.registration.kind if outcome.registration else None,
+        "scope": outcome.grant.tokens.scope if outcome.grant else None,
+    }
+    try:
+        async with open_session(url, transport=server.transport if server.transport != "stdio" else "http",
+                                auth=BearerAuth(current) if token else None) as client:
+            tools = (await client.list_tools()).tools
+            report["tools"] = [t.name for t in tools]
+            name = call or (tools[0].name if tools else None)
+            if name is None:
+                report["call"] = None
+                return report
+            tool = next((t for t in tools if t.name == name), None)
+            arguments = args if (args or call) else (_arguments_for(tool) if tool else {})
+            result = await client.call_tool(name, arguments)
+            report["call"] = {
+                "tool": name,
+                "is_error": bool(result.is_error),
+                "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+                "structured_content": result.structured_content,
+            }
+    except McpRelayError:
+        raise
+    except Exception as exc:
+        raise McpRelayError(
+            ErrorType.UPSTREAM_ERROR,
+            f"the MCP session with {url} failed: {type(exc).__name__}: {str(exc)[:300]}",
+            suggestion="check the server URL and that it speaks MCP over streamable HTTP or SSE",
+            server="probe",
+            correlation_id=outcome.correlation_id,
+        ) from None
+    return report
+
+
+def probe(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Argument(help="The MCP server URL.")],
+    client_id: Annotated[str | None, typer.Option("--client-id", help="A pre-registered client id.")] = None,
+    client_secret: Annotated[
+        str | None,
+        typer.Option("--client-secret", help="Its secret (prefer env MCPRELAY_CLIENT_SECRET: argv is visible)."),
+    ] = None,
+    client_metadata_url: Annotated[
+        str | None, typer.Option("--client-metadata-url", help="A Client ID Metadata Document URL.")
+    ] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="Scopes to request (space separated).")] = None,
+    call: Annotated[str | None, typer.Option("--call", help="The tool to call (default: the first).")] = None,
+    args: Annotated[str | None, typer.Option("--args", help="Tool arguments as a JSON object.")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Authenticate to an ad-hoc server, initialize, list tools, call one tool, print, exit."""
+    import os
+
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    runtime.home  # configures the diagnostic log  # noqa: B018
+    oauth: dict[str, Any] = {}
+    if client_id:
+        oauth["client_id"] = client_id
+    secret = client_secret or os.environ.get("MCPRELAY_CLIENT_SECRET")
+    if secret:
+        oauth["client_secret"] = secret
+    if client_metadata_url:
+        oauth["client_metadata_url"] = client_metadata_url
+    if scope:
+        oauth["scopes"] = scope.split()
+    report = anyio.run(_run, url, oauth, call, _parse_args(args), headless_requested(headless), json_output)
+    if json_output:
+        print_json(report)
+    else:
+        print(f"server: {url}")
+        kind = report["registration_kind"]
+        print(f"auth: {f'required, {kind} client' if report['auth_required'] else 'none'}")
+        print(f"tools ({len(report.get('tools', []))}): {', '.join(report.get('tools', [])) or '-'}")
+        call_report = report.get("call")
+        if call_report:
+            print(f"call {call_report['tool']}: {'ERROR' if call_report['is_error'] else 'ok'}")
+            for item in call_report["content"]:
+                print("  " + (item.get("text") if item.get("type") == "text" else json.dumps(item))[:2000])
+    call_report = report.get("call")
+    if call_report and call_report["is_error"]:
+        sys.exit(4)

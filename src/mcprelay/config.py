@@ -1,0 +1,293 @@
+"""The configuration file: both ``mcpServers`` shapes of the contract, validated with pydantic.
+
+A config written for MCPProxy loads as it is: its fields that mcprelay does not use are reported once
+as warnings. Any other unknown field is an error naming the field, the server and the file, because
+a typo in an OAuth setting (``callback_prot``) silently ignored is exactly the kind of failure that
+surfaces weeks later as a broken login.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mcprelay.errors import ErrorType, McpRelayError, config_error
+
+CONFIG_KEY_CALLBACK_PORT = "mcpServers[].oauth.callback_port"
+
+Protocol = Literal["http", "streamable-http", "sse", "stdio", "auto"]
+
+# Fields of MCPProxy's mcp_config.json that mcprelay accepts and ignores (with one warning each).
+MCPPROXY_TOP_LEVEL_FIELDS = frozenset(
+    {
+        "tray_endpoint", "enable_socket", "data_dir", "enable_tray", "debug_search", "profiles", "top_k",
+        "tools_limit", "tool_response_limit", "call_tool_timeout", "max_result_size_chars",
+        "max_concurrent_requests", "queue_size", "queue_timeout", "server_concurrency_defaults",
+        "toon_output", "toon_min_savings_pct", "health_check_interval", "tool_discovery_interval",
+        "init_timeout", "http_read_timeout", "http_write_timeout", "http_idle_timeout", "environment",
+        "logging", "docker_isolation", "tls", "read_only_mode", "disable_management", "allow_server_add",
+        "allow_server_remove", "enable_prompts", "check_server_repo", "features", "registries",
+        "tokenizer", "enable_code_execution", "code_execution_timeout_ms", "code_execution_max_tool_calls",
+        "code_execution_pool_size", "enable_web_ui", "intent_declaration", "sensitive_data_detection",
+        "output_sanitization", "quarantine_enabled", "security", "telemetry", "auto_update",
+        "require_mcp_auth", "trusted_proxies", "audit_log", "annotation_overrides", "tool_response_mode",
+        "direct_tool_response_mode", "activity_retention_days", "activity_max_records",
+        "activity_max_response_size", "activity_cleanup_interval_min", "oauth_expiry_warning_hours",
+        "forward_headers", "auto_approve_tool_changes", "auto_baseline_scan",
+    }
+)
+MCPPROXY_SERVER_FIELDS = frozenset(
+    {
+        "working_dir", "quarantined", "created", "updated", "isolation", "repository_url",
+        "health_check_interval", "tool_discovery_interval", "init_timeout", "toon_output",
+        "skip_quarantine", "disabled_tools", "env_file", "description", "annotation_overrides",
+        "max_concurrent_requests", "queue_size", "queue_timeout", "reconnect_on_use", "source",
+        "registry", "shared", "forward_headers", "tool_response_mode",
+    }
+)
+MCPPROXY_OAUTH_FIELDS = frozenset({"use_dynamic_registration", "auth_url", "token_url", "provider"})
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class OAuthConfig(_Strict):
+    client_id: str = ""
+    client_secret: str = Field(default="", repr=False)
+    client_metadata_url: str = ""
+    redirect_uri: str = ""
+    callback_port: int | None = Field(default=None, ge=1, le=65535)
+    scopes: list[str] = Field(default_factory=list)
+    extra_params: dict[str, str] = Field(default_factory=dict)
+    pkce_enabled: bool | None = None
+    login_timeout: float = Field(default=300.0, gt=0, le=3600)
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _split_scopes(cls, value: Any) -> Any:
+        return value.split() if isinstance(value, str) else value
+
+    @field_validator("redirect_uri")
+    @classmethod
+    def _loopback_redirect(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "http" or parts.hostname not in {"127.0.0.1", "localhost", "::1"} or not parts.port:
+            raise ValueError(
+                "must be a loopback URL with a port, such as http://127.0.0.1:8765/callback (RFC 8252 §7.3)"
+            )
+        return value
+
+
+class ServerConfig(_Strict):
+    name: str
+    url: str = ""
+    protocol: Protocol = "auto"
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    oauth: OAuthConfig = Field(default_factory=OAuthConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value) or "__" in value:
+            raise ValueError("use letters, digits, '-' and '_' only, and no '__' (it separates server and tool)")
+        return value
+
+    @property
+    def transport(self) -> Literal["http", "sse", "stdio"]:
+        """The protocol actually used: ``auto`` is inferred from the other fields."""
+        if self.protocol in ("http", "streamable-http"):
+            return "http"
+        if self.protocol in ("sse", "stdio"):
+            return self.protocol
+        if self.command:
+            return "stdio"
+        return "sse" if urlsplit(self.url).path.rstrip("/").endswith("/sse") else "http"
+
+
+class Config(_Strict):
+    mcp_servers: list[ServerConfig] = Field(default_factory=list, alias="mcpServers")
+    token_store: str = "auto"
+    routing_mode: Literal["aggregate", "search"] = "aggregate"
+    listen: str = "127.0.0.1:8080"
+    api_key: str = Field(default="", repr=False)
+
+    @field_validator("token_store")
+    @classmethod
+    def _store_kind(cls, value: str) -> str:
+        if value not in {"auto", "keyring", "file", "memory"} and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("use auto, keyring, file or a redis:// URL")
+        return value
+
+    def server(self, name: str) -> ServerConfig:
+        for server in self.mcp_servers:
+            if server.name == name:
+                return server
+        known = ", ".join(s.name for s in self.mcp_servers) or "none"
+        raise McpRelayError(
+            ErrorType.CONFIG_INVALID,
+            f"no server named {name!r} in the configuration (configured: {known})",
+            suggestion="check the name with `mcprelay auth status`, or add the server to mcpServers",
+            server=name,
+        )
+
+
+class LoadedConfig:
+    """A validated config, the file it came from, and the warnings produced while loading it."""
+
+    def __init__(self, config: Config, path: Path | None, warnings: list[str]) -> None:
+        self.config = config
+        self.path = path
+        self.warnings = warnings
+
+
+def _strip_mcpproxy_fields(
+    raw: dict[str, Any], allowed: frozenset[str], where: str, warnings: list[str]
+) -> dict[str, Any]:
+    kept = {}
+    for key, value in raw.items():
+        if key in allowed:
+            warnings.append(f"{where}: field {key!r} (from MCPProxy) is not used by mcprelay and is ignored")
+        else:
+            kept[key] = value
+    return kept
+
+
+def _normalise(raw: Any, source: str, warnings: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise config_error(f"{source}: the top level must be a JSON object with an 'mcpServers' field")
+    raw = _strip_mcpproxy_fields(raw, MCPPROXY_TOP_LEVEL_FIELDS, source, warnings)
+    servers = raw.get("mcpServers", [])
+    if isinstance(servers, dict):
+        servers = [
+            {"name": name, **(body if isinstance(body, dict) else {"_": body})} for name, body in servers.items()
+        ]
+    if not isinstance(servers, list):
+        raise config_error(f"{source}: 'mcpServers' must be a list of servers or an object keyed by server name")
+    cleaned = []
+    for index, server in enumerate(servers):
+        if not isinstance(server, dict):
+            raise config_error(f"{source}: mcpServers[{index}] must be an object")
+        label = f"{source}: server {server.get('name', index)!r}"
+        server = _strip_mcpproxy_fields(server, MCPPROXY_SERVER_FIELDS, label, warnings)
+        if isinstance(server.get("oauth"), dict):
+            server["oauth"] = _strip_mcpproxy_fields(server["oauth"], MCPPROXY_OAUTH_FIELDS, label, warnings)
+        cleaned.append(server)
+    return {**raw, "mcpServers": cleaned}
+
+
+def _describe(error: ValidationError, data: dict[str, Any], source: str) -> McpRelayError:
+    first = error.errors()[0]
+    loc = list(first["loc"])
+    server_name: str | None = None
+    if len(loc) >= 2 and loc[0] == "mcpServers" and isinstance(loc[1], int):
+        servers = data.get("mcpServers", [])
+        server_name = str(servers[loc[1]].get("name", loc[1])) if loc[1] < len(servers) else str(loc[1])
+        field = ".".join(str(p) for p in loc[2:]) or "(server)"
+        where = f"server {server_name!r}, field {field!r}"
+    else:
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        where = f"field {field!r}"
+    if first["type"] == "extra_forbidden":
+        what = "unknown field"
+        hint = "remove it or fix its spelling; see the README's configuration section"
+    else:
+        what = first["msg"]
+        hint = "fix the value; see the README's configuration section"
+    more = f" (and {len(error.errors()) - 1} more problem(s))" if len(error.errors()) > 1 else ""
+    return config_error(
+        f"{source}: {where}: {what}{more}",
+        suggestion=hint,
+        server=server_name,
+        file=source,
+        field=field,
+    )
+
+
+def parse_config(raw: Any, source: str = "<config>") -> LoadedConfig:
+    warnings: list[str] = []
+    data = _normalise(raw, source, warnings)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _describe(exc, data, source) from None
+    seen: set[str] = set()
+    for server in config.mcp_servers:
+        if server.name in seen:
+            raise config_error(f"{source}: server {server.name!r} is defined twice", server=server.name)
+        seen.add(server.name)
+        label = f"{source}: server {server.name!r}"
+        if server.transport == "stdio" and not server.command:
+            raise config_error(f"{label}: protocol stdio needs 'command'", server=server.name)
+        if server.transport != "stdio" and not server.url:
+            raise config_error(f"{label}: needs 'url' (or 'command' for a local stdio server)", server=server.name)
+        if server.oauth.pkce_enabled is False:
+            warnings.append(f"{label}: 'pkce_enabled: false' is ignored: mcprelay always uses PKCE S256")
+        if server.oauth.redirect_uri and server.oauth.callback_port:
+            port = urlsplit(server.oauth.redirect_uri).port
+            if port != server.oauth.callback_port:
+                raise config_error(
+                    f"{label}: oauth.redirect_uri port {port} and oauth.callback_port "
+                    f"{server.oauth.callback_port} disagree",
+                    suggestion="set only one of them",
+                    server=server.name,
+                )
+    return LoadedConfig(config, None, warnings)
+
+
+def load_config(path: Path | None) -> LoadedConfig:
+    """Load ``path``; a missing default file is an empty config, a missing named file is an error."""
+    if path is None:
+        return LoadedConfig(Config(), None, [])
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise config_error(
+            f"configuration file {source} does not exist",
+            suggestion="create it, or point --config / MCPRELAY_CONFIG at the right file",
+            file=source,
+        ) from None
+    except OSError as exc:
+        raise config_error(f"cannot read configuration file {source}: {exc.strerror}", file=source) from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise config_error(
+            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+            suggestion="fix the JSON syntax (a trailing comma is the usual culprit)",
+            file=source,
+        ) from None
+    loaded = parse_config(raw, source)
+    loaded.path = path
+    return loaded
+
+
+def default_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("mcprelay")) / "config.json"
+
+
+def resolve_config_path(option: str | None) -> tuple[Path, bool]:
+    """The config path and whether the user named it (a named file must exist)."""
+    if option:
+        return Path(option).expanduser(), True
+    env = os.environ.get("MCPRELAY_CONFIG")
+    if env:
+        return Path(env).expanduser(), True
+    return default_config_path(), False

@@ -1,0 +1,191 @@
+"""The token endpoint (RFC 6749 §3.2, §4.1.3, §6): requests, client authentication, responses.
+
+Token responses are parsed into a :class:`TokenSet` with an *absolute* expiry, because a relative
+``expires_in`` means nothing once the tokens have been stored and read back by another process.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from mcprelay import diaglog
+from mcprelay.errors import ErrorType, McpRelayError
+
+MAX_TOKEN_RESPONSE = 256 * 1024
+
+
+@dataclass
+class TokenSet:
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+    issued_at: float = field(default_factory=time.time)
+    scope: str | None = None
+
+    def expired(self, skew: float = 0.0, now: float | None = None) -> bool:
+        if self.expires_at is None:
+            return False
+        return (now if now is not None else time.time()) >= self.expires_at - skew
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TokenSet:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    """How this client identifies itself at the token endpoint."""
+
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    auth_method: str = "none"  # none | client_secret_basic | client_secret_post
+
+
+class TokenEndpointError(McpRelayError):
+    """An OAuth error response from the token endpoint; ``oauth_error`` is its ``error`` code."""
+
+    def __init__(self, error_type: ErrorType, message: str, *, oauth_error: str, status: int, **kw: Any) -> None:
+        super().__init__(error_type, message, **kw)
+        self.oauth_error = oauth_error
+        self.status = status
+
+
+def choose_auth_method(has_secret: bool, supported: list[str] | None) -> str:
+    """RFC 8414 says an absent list means ``client_secret_basic``; prefer Basic, then post."""
+    if not has_secret:
+        return "none"
+    offered = supported or ["client_secret_basic"]
+    for method in ("client_secret_basic", "client_secret_post"):
+        if method in offered:
+            return method
+    return "client_secret_basic"
+
+
+def _apply_client_auth(
+    client: ClientCredentials, form: dict[str, str], headers: dict[str, str]
+) -> None:
+    if client.auth_method == "client_secret_basic" and client.client_secret is not None:
+        # RFC 6749 §2.3.1: form-urlencode both parts before joining them.
+        pair = f"{quote(client.client_id, safe='')}:{quote(client.client_secret, safe='')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        return
+    form["client_id"] = client.client_id
+    if client.auth_method == "client_secret_post" and client.client_secret is not None:
+        form["client_secret"] = client.client_secret
+
+
+def parse_token_response(body: Any, *, previous_refresh: str | None = None, now: float | None = None) -> TokenSet:
+    if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
+        raise ValueError("the token response has no access_token")
+    token_type = str(body.get("token_type", "Bearer"))
+    if token_type.lower() != "bearer":
+        raise ValueError(f"unsupported token_type {token_type!r} (only Bearer is supported)")
+    issued = now if now is not None else time.time()
+    expires_in = body.get("expires_in")
+    expires_at: float | None = None
+    if expires_in is not None:
+        try:
+            expires_at = issued + max(0.0, float(expires_in))
+        except (TypeError, ValueError):
+            raise ValueError("expires_in is not a number") from None
+    refresh = body.get("refresh_token")
+    if refresh is not None and not isinstance(refresh, str):
+        raise ValueError("refresh_token is not a string")
+    scope = body.get("scope")
+    return TokenSet(
+        access_token=body["access_token"],
+        token_type="Bearer",
+        # RFC 6749 §6: without a new refresh token in the response, the old one stays valid.
+        refresh_token=refresh or previous_refresh,
+        expires_at=expires_at,
+        issued_at=issued,
+        scope=scope if isinstance(scope, str) else None,
+    )
+
+
+async def token_request(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: ClientCredentials,
+    form: dict[str, str],
+    *,
+    server: str | None,
+    correlation_id: str | None,
+    failure_type: ErrorType,
+    previous_refresh: str | None = None,
+) -> TokenSet:
+    """POST one token request. Transport failures and error responses raise, typed for the caller.
+
+    ``failure_type`` is what a generic failure means to the caller (``code_flow_failed`` for a
+    login, ``refresh_failed`` for a refresh); an ``invalid_grant`` is always reported with
+    ``oauth_error`` so that the caller can tell a dead grant from a passing fault.
+    """
+    form = dict(form)
+    headers = {"Accept": "application/json", "Cache-Control": "no-store"}
+    _apply_client_auth(client, form, headers)
+    grant_type = form.get("grant_type", "?")
+    started = time.monotonic()
+    try:
+        response = await http.post(token_endpoint, data=form, headers=headers)
+    except httpx2.HTTPError as exc:
+        diaglog.event(
+            "token_request_failed", server=server, correlation_id=correlation_id, level="warning",
+            grant_type=grant_type, endpoint=token_endpoint, error=type(exc).__name__,
+        )
+        raise TokenEndpointError(
+            failure_type,
+            f"the token endpoint {token_endpoint} could not be reached or did not answer ({type(exc).__name__})",
+            suggestion="check the network and that the authorization server is up, then try again",
+            oauth_error="transport_error",
+            status=0,
+            server=server,
+            correlation_id=correlation_id,
+        ) from None
+    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    try:
+        body: Any = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE else None
+    except ValueError:
+        body = None
+    diaglog.event(
+        "token_response", server=server, correlation_id=correlation_id, grant_type=grant_type,
+        endpoint=token_endpoint, status=response.status_code, ms=elapsed_ms,
+    )
+    if response.status_code == 200:
+        try:
+            return parse_token_response(body, previous_refresh=previous_refresh)
+        except ValueError as exc:
+            raise TokenEndpointError(
+                failure_type,
+                f"the token endpoint {token_endpoint} sent an unusable response: {exc}",
+                suggestion="this is an authorization server problem; report it to its operator",
+                oauth_error="invalid_response",
+                status=200,
+                server=server,
+                correlation_id=correlation_id,
+            ) from None
+    oauth_error = str(body.get("error", "")) if isinstance(body, dict) else ""
+    description = str(body.get("error_description", ""))[:300] if isinstance(body, dict) else ""
+    detail = f"{oauth_error}: {description}" if description else (oauth_error or f"HTTP {response.status_code}")
+    retry_after = response.headers.get("retry-after")
+    raise TokenEndpointError(
+        failure_type,
+        f"the token endpoint {token_endpoint} refused the {grant_type} request ({detail})",
+        suggestion="log in again with `mcprelay auth login --server NAME`" if oauth_error == "invalid_grant"
+        else "check the client configuration and try again",
+        oauth_error=oauth_error or f"http_{response.status_code}",
+        status=response.status_code,
+        server=server,
+        correlation_id=correlation_id,
+        details={"status": response.status_code, "oauth_error": oauth_error, "retry_after": retry_after},
+    )

@@ -1,0 +1,155 @@
+"""Client registration: pre-registered clients, Client ID Metadata Documents, and RFC 7591 DCR.
+
+A registration is cached per (server, authorization server issuer). A DCR registration remembers the
+redirect URI it was registered with, so that the loopback listener can try that port again and the
+login can register afresh — rather than fail forever — when the port is no longer available.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import httpx2
+from mcprelay.oauth.rfc8414 import AuthorizationServerMetadata
+
+from mcprelay import diaglog
+from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.oauth.rfc6749 import ClientCredentials, choose_auth_method
+
+RegistrationKind = Literal["preregistered", "cimd", "dcr"]
+CLIENT_NAME = "mcprelay"
+
+
+@dataclass
+class ClientRegistration:
+    kind: RegistrationKind
+    issuer: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    token_endpoint_auth_method: str = "none"
+    redirect_uri: str | None = None
+    registered_at: float = field(default_factory=time.time)
+    client_secret_expires_at: float | None = None
+
+    @property
+    def credentials(self) -> ClientCredentials:
+        return ClientCredentials(self.client_id, self.client_secret, self.token_endpoint_auth_method)
+
+    def usable(self, now: float | None = None) -> bool:
+        """A DCR secret can expire (RFC 7591 §3.2.1); 0 means it never does."""
+        if not self.client_secret_expires_at:
+            return True
+        return (now or time.time()) < self.client_secret_expires_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClientRegistration:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def registration_key(server: str, issuer: str) -> str:
+    return f"registration/{server}/{issuer}"
+
+
+def preregistered(
+    metadata: AuthorizationServerMetadata, client_id: str, client_secret: str | None
+) -> ClientRegistration:
+    return ClientRegistration(
+        kind="preregistered",
+        issuer=metadata.issuer,
+        client_id=client_id,
+        client_secret=client_secret or None,
+        token_endpoint_auth_method=choose_auth_method(
+            bool(client_secret), metadata.token_endpoint_auth_methods_supported
+        ),
+    )
+
+
+def client_id_metadata_document(metadata: AuthorizationServerMetadata, url: str) -> ClientRegistration:
+    """With CIMD the client id *is* the document's URL; the AS fetches it, nothing is registered."""
+    return ClientRegistration(kind="cimd", issuer=metadata.issuer, client_id=url)
+
+
+def registration_request(redirect_uri: str, scope: str | None) -> dict[str, Any]:
+    """A public native client (RFC 8252): no secret to leak, any loopback port allowed (§7.3)."""
+    body: dict[str, Any] = {
+        "client_name": CLIENT_NAME,
+        "application_type": "native",
+        "redirect_uris": [redirect_uri],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    }
+    if scope:
+        body["scope"] = scope
+    return body
+
+
+async def register(
+    http: httpx2.AsyncClient,
+    metadata: AuthorizationServerMetadata,
+    *,
+    redirect_uri: str,
+    scope: str | None,
+    server: str,
+    correlation_id: str,
+) -> ClientRegistration:
+    endpoint = metadata.registration_endpoint
+    if not endpoint:
+        raise McpRelayError(
+            ErrorType.CLIENT_ID_REQUIRED,
+            f"the authorization server {metadata.issuer} offers no dynamic client registration and "
+            "no client ID metadata document support, and no client_id is configured",
+            suggestion=f"register a client with the provider and set mcpServers[{server}].oauth.client_id "
+            "(and client_secret if it has one), or pass --client-id to `mcprelay probe`",
+            server=server,
+            correlation_id=correlation_id,
+        )
+    try:
+        response = await http.post(endpoint, json=registration_request(redirect_uri, scope))
+    except httpx2.HTTPError as exc:
+        raise McpRelayError(
+            ErrorType.DCR_FAILED,
+            f"dynamic client registration at {endpoint} failed: {type(exc).__name__}",
+            suggestion="check that the authorization server is reachable, or configure oauth.client_id",
+            server=server,
+            correlation_id=correlation_id,
+        ) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code not in (200, 201) or not isinstance(body, dict) or not body.get("client_id"):
+        detail = ""
+        if isinstance(body, dict) and body.get("error"):
+            detail = f": {body.get('error')} {str(body.get('error_description', ''))[:200]}".rstrip()
+        raise McpRelayError(
+            ErrorType.DCR_FAILED,
+            f"dynamic client registration at {endpoint} was refused (HTTP {response.status_code}{detail})",
+            suggestion="configure a pre-registered client with oauth.client_id, or ask the provider to "
+            "allow dynamic registration of native clients",
+            server=server,
+            correlation_id=correlation_id,
+            details={"status": response.status_code},
+        )
+    secret = body.get("client_secret")
+    method = str(body.get("token_endpoint_auth_method") or ("client_secret_basic" if secret else "none"))
+    expires = body.get("client_secret_expires_at")
+    registration = ClientRegistration(
+        kind="dcr",
+        issuer=metadata.issuer,
+        client_id=str(body["client_id"]),
+        client_secret=str(secret) if secret else None,
+        token_endpoint_auth_method=method,
+        redirect_uri=redirect_uri,
+        client_secret_expires_at=float(expires) if isinstance(expires, int | float) and expires else None,
+    )
+    diaglog.event(
+        "client_registered", server=server, correlation_id=correlation_id, issuer=metadata.issuer,
+        client_id=registration.client_id, redirect_uri=redirect_uri,
+    )
+    return registration

@@ -1,0 +1,46 @@
+"""Open an MCP client session to a remote server over the SDK's transports, with our auth plugged in.
+
+This is the far end of the data flow: it takes an ``httpx2.Auth`` and knows nothing of how the
+token behind it is obtained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import httpx2
+from mcp.client.client import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcprelay.httpclient import USER_AGENT
+
+
+@asynccontextmanager
+async def open_session(
+    url: str,
+    *,
+    transport: Literal["http", "sse"] = "http",
+    auth: httpx2.Auth | None = None,
+    headers: dict[str, str] | None = None,
+    request_timeout: float = 60.0,
+) -> AsyncIterator[Client]:
+    """An initialized SDK ``Client``; the initialize handshake is used (widest server support)."""
+    all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    if transport == "sse":
+
+        def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
+            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth)
+
+        async with Client(
+            sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), mode="legacy"
+        ) as client:
+            yield client
+        return
+    http = httpx2.AsyncClient(
+        headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0))
+    )
+    async with http, Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+        yield client
