@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import httpx2
 from mcp.client.client import Client
 from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcprelay.httpclient import USER_AGENT
@@ -43,4 +44,20 @@ async def open_session(
         headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0))
     )
     async with http, Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+        yield client
+
+
+@asynccontextmanager
+async def open_stdio_session(
+    command: str,
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    errlog: TextIO | None = None,
+) -> AsyncIterator[Client]:
+    """An initialized SDK ``Client`` on a local server subprocess (stdin/stdout)."""
+    import sys
+
+    params = StdioServerParameters(command=command, args=list(args), env=env or None)
+    async with Client(stdio_client(params, errlog=errlog or sys.stderr), mode="legacy") as client:
         yield client

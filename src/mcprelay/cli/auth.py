@@ -29,13 +29,13 @@ def login_options(headless: bool) -> Any:
     return LoginOptions(headless=headless, read_pasted_url=read)
 
 
-async def run_login(runtime: Runtime, server: ServerConfig, headless: bool) -> Any:
+async def run_login(runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None) -> Any:
     from mcprelay.httpclient import new_http_client
     from mcprelay.oauth.flow import login
 
     async with new_http_client() as http:
         try:
-            outcome = await login(server, runtime.store, http, login_options(headless))
+            outcome = await login(server, runtime.store, http, login_options(headless), scopes=scopes)
         except McpRelayError as exc:
             server_status.record_error(runtime.home, server.name, exc)
             raise

@@ -21,15 +21,6 @@ import typer
 from mcprelay.cli.runtime import get_runtime
 
 
-def _follow(url: str) -> bool:
-    """A browser stand-in: GET the URL and follow redirects until the loopback callback answers."""
-    import httpx2
-
-    with httpx2.Client(follow_redirects=True, timeout=30) as client:
-        client.get(url)
-    return True
-
-
 async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
     from mcprelay import diaglog
     from mcprelay.config import parse_config
@@ -41,6 +32,7 @@ async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
     from mcprelay.store.file import FileStore
     from mcprelay.testing.asgi import AppFactory, ThreadedServer
     from mcprelay.testing.authserver import AuthServerSettings, StrictAuthServer
+    from mcprelay.testing.browser import follow
     from mcprelay.testing.mcpserver import build_app
     from mcprelay.transport import open_session
 
@@ -57,7 +49,7 @@ async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
 
         t = time.monotonic()
         async with new_http_client() as http:
-            outcome = await login(cfg, store, http, LoginOptions(open_browser=_follow))
+            outcome = await login(cfg, store, http, LoginOptions(open_browser=follow))
         assert outcome.grant and outcome.registration and outcome.discovery
         for name, ms in outcome.steps:
             detail = {

@@ -9,7 +9,7 @@ from typing import Annotated
 import click
 import typer
 
-from mcprelay.cli import auth, demo, probe
+from mcprelay.cli import auth, call, demo, probe
 from mcprelay.cli.runtime import Runtime, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(auth.app, name="auth")
 app.command("probe")(probe.probe)
+app.command("call")(call.call)
 app.command("demo")(demo.demo)
 
 

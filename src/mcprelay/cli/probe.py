@@ -15,7 +15,7 @@ from mcprelay.cli.runtime import get_runtime, headless_requested, print_json
 from mcprelay.errors import ErrorType, McpRelayError
 
 
-def _parse_args(args: str | None) -> dict[str, Any]:
+def parse_args(args: str | None) -> dict[str, Any]:
     if not args:
         return {}
     try:
@@ -133,7 +133,7 @@ def probe(
         oauth["client_metadata_url"] = client_metadata_url
     if scope:
         oauth["scopes"] = scope.split()
-    report = anyio.run(_run, url, oauth, call, _parse_args(args), headless_requested(headless), json_output)
+    report = anyio.run(_run, url, oauth, call, parse_args(args), headless_requested(headless), json_output)
     if json_output:
         print_json(report)
     else:

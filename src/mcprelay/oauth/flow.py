@@ -11,6 +11,7 @@ The order of the steps is the design:
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 import webbrowser
@@ -23,7 +24,6 @@ import anyio.to_thread
 import httpx2
 from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_scope
 from mcprelay.oauth.rfc8252 import LoopbackListener, acquire_listener
-from mcprelay.store.base import TokenStore
 
 from mcprelay import diaglog
 from mcprelay.config import ServerConfig
@@ -38,6 +38,7 @@ from mcprelay.oauth.rfc7591 import (
     register,
     registration_key,
 )
+from mcprelay.store.base import TokenStore
 
 
 def _stderr(message: str) -> None:
@@ -52,6 +53,8 @@ class LoginOptions:
     # Headless in a terminal: a blocking reader of the pasted redirect URL (None: only the loopback).
     read_pasted_url: Callable[[], str] | None = None
     timeout: float | None = None
+    # How the loopback socket is bound; tests inject failures such as EACCES (Windows excluded ports).
+    bind: Callable[[str, int], socket.socket] | None = None
 
 
 @dataclass
@@ -166,6 +169,7 @@ async def _exchange_code(
         registration_kind=registration.kind,
         tokens=tokens,
         redirect_uri=redirect_uri,
+        token_endpoint_auth_method=registration.credentials.auth_method,
     )
 
 
@@ -216,15 +220,19 @@ async def login(
     options: LoginOptions | None = None,
     *,
     correlation_id: str | None = None,
+    scopes: list[str] | None = None,
 ) -> LoginOutcome:
-    """Log in to ``server`` and store the grant. Raises :class:`McpRelayError` on every failure."""
+    """Log in to ``server`` and store the grant. Raises :class:`McpRelayError` on every failure.
+
+    ``scopes`` overrides the scope selection (a step-up asks for granted ∪ challenged scopes).
+    """
     options = options or LoginOptions()
     cid = correlation_id or new_correlation_id()
     outcome = LoginOutcome(server=server.name, correlation_id=cid, grant=None)
     steps = _Steps(outcome)
     diaglog.event("login_start", server=server.name, correlation_id=cid, url=server.url)
     try:
-        await _login(server, store, http, options, cid, outcome, steps)
+        await _login(server, store, http, options, cid, outcome, steps, scopes)
     except McpRelayError as exc:
         exc.with_context(server=server.name, correlation_id=cid)
         diaglog.event(
@@ -247,6 +255,7 @@ async def _login(
     cid: str,
     outcome: LoginOutcome,
     steps: _Steps,
+    scopes: list[str] | None,
 ) -> None:
     challenge = await probe(http, server.url)
     steps.mark("probe")
@@ -255,7 +264,7 @@ async def _login(
     discovery = await discover(http, server.url, challenge=challenge, server=server.name, correlation_id=cid)
     outcome.discovery = discovery
     steps.mark("discovery")
-    scope = select_scope(discovery, server.oauth.scopes or None)
+    scope = select_scope(discovery, scopes or server.oauth.scopes or None)
     fixed, cached = await _registration(http, server, discovery, store, cid)
 
     listener, cached_usable = await acquire_listener(
@@ -264,6 +273,7 @@ async def _login(
         configured_port=server.oauth.callback_port,
         configured_redirect_uri=server.oauth.redirect_uri or None,
         cached_redirect_uri=cached.redirect_uri if cached else None,
+        bind=options.bind,
     )
     async with listener:
         steps.mark("listener")

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mcprelay.store.base import TokenStore
-
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.rfc6749 import TokenSet
+from mcprelay.store.base import TokenStore
 
 
 def token_key(server: str) -> str:
@@ -30,6 +29,7 @@ class StoredGrant:
     registration_kind: str
     tokens: TokenSet
     redirect_uri: str | None = None
+    token_endpoint_auth_method: str = "none"
     requested_scope: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -151,6 +151,9 @@ async def token_request(
             status=0,
             server=server,
             correlation_id=correlation_id,
+            # Whether the request may have reached the server: then a refresh may have been committed
+            # there although its answer was lost, which no client can recover from.
+            details={"request_sent": not isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))},
         ) from None
     elapsed_ms = round((time.monotonic() - started) * 1000, 1)
     try:

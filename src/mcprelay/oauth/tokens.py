@@ -32,12 +32,12 @@ import anyio
 import anyio.to_thread
 import httpx2
 from filelock import FileLock, Timeout
-from mcprelay.store.base import TokenStore
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
 from mcprelay.oauth.grant import StoredGrant, load_grant, token_key
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenEndpointError, TokenSet, token_request
+from mcprelay.store.base import TokenStore
 
 TRANSIENT_ATTEMPTS = 4
 BACKOFF_CAP = 8.0
@@ -79,7 +79,7 @@ class TokenManager:
         server: str,
         store: TokenStore,
         http: httpx2.AsyncClient,
-        credentials: ClientCredentials,
+        credentials: ClientCredentials | Callable[[StoredGrant], ClientCredentials],
         *,
         lock_dir: Path,
         lock_timeout: float = 30.0,
@@ -112,6 +112,11 @@ class TokenManager:
             return grant.tokens.access_token
         return await self._single_flight(stale=rejected)
 
+    async def reload(self) -> str:
+        """Forget the grant in memory and read the store again (after a login stored a new one)."""
+        self._grant = None
+        return await self.access_token()
+
     @property
     def grant(self) -> StoredGrant | None:
         return self._grant
@@ -134,8 +139,9 @@ class TokenManager:
             # Shielded: once the refresh request is sent, its answer must be stored even if the
             # caller that started it is cancelled — otherwise the newest refresh token is lost.
             with anyio.CancelScope(shield=True):
-                flight.token = await self._refresh_locked(stale=stale)
-            return flight.token
+                token = await self._refresh_locked(stale=stale)
+            flight.token = token
+            return token
         except BaseException as exc:
             flight.error = exc
             raise
@@ -180,17 +186,22 @@ class TokenManager:
             raise _login_required(self.server, f"the access token for {self.server} expired and there is "
                                   "no refresh token", cid)
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": grant.resource}
+        response_lost = False
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
                 self.refreshes += 1
+                credentials = self._credentials if isinstance(self._credentials, ClientCredentials) else (
+                    self._credentials(grant)
+                )
                 tokens = await token_request(
-                    self._http, grant.token_endpoint, self._credentials, form, server=self.server,
+                    self._http, grant.token_endpoint, credentials, form, server=self.server,
                     correlation_id=cid, failure_type=ErrorType.REFRESH_FAILED, previous_refresh=refresh_token,
                 )
                 break
             except TokenEndpointError as exc:
                 if exc.oauth_error == "invalid_grant":
-                    return await self._after_invalid_grant(refresh_token, cid)
+                    return await self._after_invalid_grant(refresh_token, cid, response_lost=response_lost)
+                response_lost = response_lost or bool(exc.details.get("request_sent"))
                 delay = self._transient_delay(exc, attempt)
                 if delay is None:
                     raise
@@ -214,6 +225,10 @@ class TokenManager:
         if stored.grant_id != self._grant.grant_id:
             raise _login_required(self.server, f"the stored login for {self.server} belongs to another client "
                                   "or authorization server", cid)
+        if self._store_failed:
+            # The store missed our last rotation: memory holds the newest refresh token, the store an
+            # already consumed one. Presenting that would revoke the grant.
+            return None
         # Refresh from what is on disk, never from a possibly older copy in memory.
         self._grant = stored
         if stored.tokens.access_token != stale and not stored.tokens.expired(
@@ -223,7 +238,7 @@ class TokenManager:
             return stored.tokens.access_token
         return None
 
-    async def _after_invalid_grant(self, presented: str, cid: str) -> str:
+    async def _after_invalid_grant(self, presented: str, cid: str, *, response_lost: bool = False) -> str:
         """The refresh token was refused. Adopt a sibling's rotation, or end the grant — carefully."""
         stored = await anyio.to_thread.run_sync(load_grant, self._store, self.server)
         if stored is not None and stored.tokens.refresh_token != presented and not stored.tokens.expired(
@@ -236,13 +251,20 @@ class TokenManager:
         # failing refresher can never delete a sibling's fresh tokens.
         if stored is not None and stored.tokens.refresh_token == presented:
             await anyio.to_thread.run_sync(self._store.delete, token_key(self.server))
-        diaglog.event("refresh_invalid_grant", server=self.server, correlation_id=cid, level="error")
-        raise _login_required(
-            self.server,
-            f"the authorization server no longer accepts the refresh token for {self.server} "
-            "(expired, revoked, or the grant was ended); a new login is needed",
-            cid,
-        )
+        diaglog.event("refresh_invalid_grant", server=self.server, correlation_id=cid, level="error",
+                      after_lost_response=response_lost)
+        if response_lost:
+            message = (
+                f"a refresh for {self.server} reached the authorization server but its answer was lost in "
+                "transit; the server had already rotated the refresh token, so the new one never arrived and "
+                "the old one is now refused. No client can recover from that; a new login is needed"
+            )
+        else:
+            message = (
+                f"the authorization server no longer accepts the refresh token for {self.server} "
+                "(expired, revoked, or the grant was ended); a new login is needed"
+            )
+        raise _login_required(self.server, message, cid)
 
     def _transient_delay(self, exc: TokenEndpointError, attempt: int) -> float | None:
         if attempt >= TRANSIENT_ATTEMPTS or not (exc.status == 0 or exc.status == 429 or exc.status >= 500):
@@ -251,10 +273,10 @@ class TokenManager:
         retry_after = exc.details.get("retry_after")
         if retry_after:
             try:
-                delay = min(BACKOFF_CAP, max(delay, float(retry_after)))
+                delay = min(BACKOFF_CAP, max(delay, float(str(retry_after))))
             except ValueError:
                 pass
-        return delay
+        return float(delay)
 
     async def _persist(self, grant: StoredGrant, cid: str) -> None:
         try:

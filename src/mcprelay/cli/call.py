@@ -1,0 +1,85 @@
+"""``mcprelay call SERVER TOOL --args JSON``: one tool call on one configured upstream.
+
+Gets a token the way the gateway does (stored grant → refresh under the single-flight rules), logs
+in only when a person is at a terminal, and keeps the exit codes of the contract: 3 when
+authentication is needed or failed, 4 when the tool or the upstream failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from mcprelay.cli.probe import parse_args
+from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+
+
+async def _call(runtime: Runtime, name: str, tool: str, arguments: dict[str, Any], interactive: bool,
+                headless: bool) -> dict[str, Any]:
+    from mcprelay.cli.auth import run_login
+    from mcprelay.connect import open_upstream
+    from mcprelay.httpclient import new_http_client
+
+    server = runtime.loaded.config.server(name)
+    login = None
+    if interactive:
+
+        async def login(scopes: list[str] | None) -> None:
+            await run_login(runtime, server, headless, scopes=scopes)
+
+    request_id = new_correlation_id()
+    async with new_http_client() as http:
+        try:
+            async with open_upstream(server, store=runtime.store, http=http, home=runtime.home, login=login) as (
+                client,
+                _auth,
+            ):
+                result = await client.call_tool(tool, arguments)
+        except McpRelayError as exc:
+            raise exc.with_context(server=name, request_id=request_id) from None
+        except Exception as exc:
+            raise McpRelayError(
+                ErrorType.UPSTREAM_ERROR,
+                f"calling {tool} on {name} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                suggestion=f"check that {name} is reachable and offers the tool `{tool}` (`mcprelay tools list`)",
+                server=name,
+                request_id=request_id,
+            ) from None
+    return {
+        "server": name,
+        "tool": tool,
+        "request_id": request_id,
+        "is_error": bool(result.is_error),
+        "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+        "structured_content": result.structured_content,
+    }
+
+
+def call(
+    ctx: typer.Context,
+    server: Annotated[str, typer.Argument(help="Server name from the config.")],
+    tool: Annotated[str, typer.Argument(help="Tool name on that server.")],
+    args: Annotated[str | None, typer.Option("--args", help="Tool arguments as a JSON object.")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="If a login is needed, print the URL.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the raw result as JSON.")] = False,
+) -> None:
+    """Call one tool on one upstream, refreshing or (in a terminal) logging in as needed."""
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    arguments = parse_args(args)
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    result = anyio.run(_call, runtime, server, tool, arguments, interactive, headless_requested(headless))
+    if json_output:
+        print_json(result)
+    else:
+        for item in result["content"]:
+            print(item.get("text") if item.get("type") == "text" else json.dumps(item))
+        if not result["content"] and result["structured_content"] is not None:
+            print(json.dumps(result["structured_content"], indent=2))
+    if result["is_error"]:
+        raise typer.Exit(4)

@@ -1,0 +1,119 @@
+"""From a configured server to an authenticated MCP client session.
+
+This is where the data flow ends: config → (stored grant from a login) → token manager → transport.
+The ``call`` command and the gateway both open upstreams through here, so a server is reached the
+same way whichever door the request came in by.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TextIO
+
+import httpx2
+from mcp.client.client import Client
+
+from mcprelay.config import ServerConfig
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.oauth.auth import OAuth, StepUp
+from mcprelay.oauth.discovery import probe
+from mcprelay.oauth.grant import StoredGrant, load_grant
+from mcprelay.oauth.rfc6749 import ClientCredentials
+from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
+from mcprelay.oauth.tokens import TokenManager
+from mcprelay.store.base import TokenStore
+from mcprelay.transport import open_session, open_stdio_session
+
+#: Runs an interactive login for the server (optionally with the given scopes) and stores the grant.
+Login = Callable[[list[str] | None], Awaitable[None]]
+
+
+def credentials_for(server: ServerConfig, store: TokenStore) -> Callable[[StoredGrant], ClientCredentials]:
+    """How to authenticate a refresh of ``grant``: read at refresh time, since a login may change it."""
+
+    def resolve(grant: StoredGrant) -> ClientCredentials:
+        if grant.registration_kind == "dcr":
+            data = store.get(registration_key(server.name, grant.issuer))
+            if data:
+                registration = ClientRegistration.from_dict(data)
+                if registration.client_id == grant.client_id:
+                    return registration.credentials
+            return ClientCredentials(grant.client_id)
+        if grant.registration_kind == "preregistered":
+            return ClientCredentials(
+                grant.client_id, server.oauth.client_secret or None, grant.token_endpoint_auth_method
+            )
+        return ClientCredentials(grant.client_id)
+
+    return resolve
+
+
+def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, home: Path) -> TokenManager:
+    return TokenManager(server.name, store, http, credentials_for(server, store), lock_dir=home / "locks")
+
+
+async def ensure_login(
+    server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, login: Login | None
+) -> bool:
+    """Make sure a grant exists when the server needs one; return whether the server needs OAuth.
+
+    Without a stored grant the server is probed: one that answers without a challenge needs no
+    login. One that challenges gets the interactive ``login`` when there is one, else
+    ``login_required`` — a background process never opens a browser on its own.
+    """
+    if load_grant(store, server.name) is not None:
+        return True
+    if await probe(http, server.url) is None:
+        return False
+    if login is None:
+        raise McpRelayError(
+            ErrorType.LOGIN_REQUIRED,
+            f"{server.name} requires a login and none is stored",
+            suggestion=f"mcprelay auth login --server {server.name}",
+            server=server.name,
+            correlation_id=new_correlation_id(),
+        )
+    await login(None)
+    return True
+
+
+@asynccontextmanager
+async def open_upstream(
+    server: ServerConfig,
+    *,
+    store: TokenStore,
+    http: httpx2.AsyncClient,
+    home: Path,
+    login: Login | None = None,
+    errlog: TextIO | None = None,
+    request_timeout: float = 60.0,
+) -> AsyncIterator[tuple[Client, OAuth | None]]:
+    """An initialized session to ``server`` and the auth plugged into it (None: no OAuth)."""
+    if server.transport == "stdio":
+        async with open_stdio_session(server.command, server.args, server.env, errlog=errlog) as client:
+            yield client, None
+        return
+    needs_oauth = await ensure_login(server, store, http, login)
+    auth: OAuth | None = None
+    if needs_oauth:
+        step_up: StepUp | None = None
+        if login is not None:
+            interactive = login
+
+            async def step_up(scopes: list[str]) -> None:
+                await interactive(scopes)
+
+        auth = OAuth(token_manager(server, store, http, home), step_up=step_up)
+    try:
+        async with open_session(
+            server.url, transport=server.transport, auth=auth, headers=server.headers,
+            request_timeout=request_timeout,
+        ) as client:
+            yield client, auth
+    except Exception:
+        # The SDK transport wraps what the auth flow raised; the structured error is the real cause.
+        if auth is not None and auth.last_error is not None:
+            raise auth.last_error from None
+        raise

@@ -1,0 +1,67 @@
+"""Shared fixtures: a private home, and the strict authorization server + MCP server on real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcprelay import diaglog
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A fresh mcprelay home with the diagnostic log pointed into it."""
+    path = tmp_path / "home"
+    path.mkdir(mode=0o700)
+    diaglog.configure(path)
+    return path
+
+
+def log_events(home: Path) -> list[dict[str, Any]]:
+    import json
+
+    log = home / "logs" / "mcprelay.log"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Servers:
+    """The strict authorization server and the protected MCP server sharing one origin."""
+
+    auth: Any  # StrictAuthServer
+    base: str
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base}/mcp"
+
+
+@pytest.fixture
+def strict_servers() -> Iterator[Callable[..., Servers]]:
+    """Factory: ``strict_servers(**AuthServerSettings fields)`` starts a fresh pair on 127.0.0.1."""
+    from mcprelay.testing.asgi import AppFactory, ThreadedServer
+    from mcprelay.testing.authserver import AuthServerSettings, StrictAuthServer
+    from mcprelay.testing.mcpserver import build_app
+
+    started: list[ThreadedServer] = []
+
+    def start(**settings: Any) -> Servers:
+        auth = StrictAuthServer(AuthServerSettings(**settings))
+        server = ThreadedServer(AppFactory(lambda base: build_app(base, auth=auth))).start()
+        started.append(server)
+        return Servers(auth=auth, base=server.url)
+
+    yield start
+    for server in started:
+        server.stop()
