@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ _SECRET_KEYS = frozenset(
         "refresh_token",
         "id_token",
         "code",
+        "authorization_code",
         "code_verifier",
         "client_secret",
         "token",
@@ -48,8 +50,18 @@ def log_path() -> Path | None:
     return _path
 
 
+# ``code`` is also the contract's name for an errno name (``EACCES``) in ``callback_bind_failed``.
+_ERRNO_NAME = re.compile(r"E[A-Z0-9]{2,15}")
+
+
+def _secret(key: str, value: Any) -> bool:
+    if value is None or key.lower() not in _SECRET_KEYS:
+        return False
+    return not (key == "code" and isinstance(value, str) and _ERRNO_NAME.fullmatch(value))
+
+
 def _scrub(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("[redacted]" if k.lower() in _SECRET_KEYS and v is not None else v) for k, v in fields.items()}
+    return {k: ("[redacted]" if _secret(k, v) else v) for k, v in fields.items()}
 
 
 def event(name: str, *, server: str | None, correlation_id: str | None, level: str = "info", **fields: Any) -> None:

@@ -106,6 +106,7 @@ async def test_stale_cached_port_busy_heals_by_registering_again_and_logs_it(
     old_port = urlsplit(first.registration.redirect_uri or "").port
     assert old_port
     squatter = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the port may sit in TIME_WAIT
     try:
         squatter.bind(("127.0.0.1", old_port))
     except OSError:
@@ -349,7 +350,7 @@ async def test_secrets_never_reach_the_diagnostic_log(strict_servers: Callable[.
     servers = strict_servers()
     servers.auth.add_client(
         "pre-2", secret="very-secret-client-secret", redirect_uris=["http://127.0.0.1/callback"],
-        application_type="native", token_endpoint_auth_method="client_secret_post",
+        application_type="native", token_endpoint_auth_method="client_secret_basic",
     )
     store = MemoryStore()
     outcome = await run_login(

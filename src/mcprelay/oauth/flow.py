@@ -23,7 +23,7 @@ import anyio
 import anyio.to_thread
 import httpx2
 from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_scope
-from mcprelay.oauth.rfc8252 import LoopbackListener, acquire_listener
+from mcprelay.oauth.rfc8252 import CallbackResult, LoopbackListener, acquire_listener
 
 from mcprelay import diaglog
 from mcprelay.config import ServerConfig
@@ -173,10 +173,7 @@ async def _exchange_code(
     )
 
 
-async def _open_browser(url: str, options: LoginOptions, server: str, correlation_id: str) -> bool:
-    if options.headless:
-        options.notify(f"Open this URL in a browser to log in to {server}:\n\n  {url}\n")
-        return False
+async def _open_browser(url: str, options: LoginOptions, server: str, correlation_id: str) -> None:
     try:
         opened = bool(await anyio.to_thread.run_sync(options.open_browser, url, abandon_on_cancel=True))
     except Exception as exc:  # a broken BROWSER setting must not kill the login
@@ -184,33 +181,47 @@ async def _open_browser(url: str, options: LoginOptions, server: str, correlatio
         opened = False
     if not opened:
         options.notify(f"Could not open a browser. Open this URL to log in to {server}:\n\n  {url}\n")
-    return opened
 
 
-async def _wait_for_code(listener: LoopbackListener, options: LoginOptions, wait_s: float) -> str:
-    """The loopback callback, or (headless in a terminal) the redirect URL pasted on stdin."""
-    result_code: list[str] = []
+async def _paste_loop(listener: LoopbackListener, options: LoginOptions) -> None:
+    assert options.read_pasted_url is not None
+    options.notify("Or paste the URL the browser was redirected to, then press Enter:")
+    while True:
+        line = await anyio.to_thread.run_sync(options.read_pasted_url, abandon_on_cancel=True)
+        if not line:
+            return  # end of input: the loopback may still deliver
+        try:
+            listener.submit_redirect_url(line.strip())
+            return
+        except McpRelayError as exc:
+            options.notify(f"{exc.message}. Paste the full redirect URL again:")
+
+
+async def _authorize(
+    url: str, listener: LoopbackListener, options: LoginOptions, wait_s: float, server: str, correlation_id: str
+) -> tuple[str, bool]:
+    """Send the user to ``url`` and wait for the code: (code, whether a browser was launched).
+
+    The browser runs beside the wait, never before it: a text browser (or the test's redirect
+    follower) only returns once the callback page arrives, and the listener sends that page only
+    after the code exchange — waiting for the browser first would deadlock until a timeout.
+    Once the code is in, a browser still running is left to receive its page.
+    """
     async with anyio.create_task_group() as tg:
-
-        async def from_paste() -> None:
-            assert options.read_pasted_url is not None
-            options.notify("Or paste the URL the browser was redirected to, then press Enter:")
-            while True:
-                line = await anyio.to_thread.run_sync(options.read_pasted_url, abandon_on_cancel=True)
-                if not line:
-                    return  # end of input: the loopback may still deliver
-                try:
-                    listener.submit_redirect_url(line.strip())
-                    return
-                except McpRelayError as exc:
-                    options.notify(f"{exc.message}. Paste the full redirect URL again:")
-
-        if options.headless and options.read_pasted_url is not None:
-            tg.start_soon(from_paste)
-        result = await listener.wait(wait_s)
-        result_code.append(result.code)
+        if options.headless:
+            options.notify(f"Open this URL in a browser to log in to {server}:\n\n  {url}\n")
+            if options.read_pasted_url is not None:
+                tg.start_soon(_paste_loop, listener, options)
+        else:
+            tg.start_soon(_open_browser, url, options, server, correlation_id)
+        try:
+            result: CallbackResult | McpRelayError = await listener.wait(wait_s)
+        except McpRelayError as exc:
+            result = exc  # raised outside the task group, so it is not wrapped in an ExceptionGroup
         tg.cancel_scope.cancel()
-    return result_code[0]
+    if isinstance(result, McpRelayError):
+        raise result
+    return result.code, not options.headless
 
 
 async def login(
@@ -305,9 +316,8 @@ async def _login(
             authorization_endpoint=discovery.metadata.authorization_endpoint, redirect_uri=listener.redirect_uri,
             scope=scope, resource=resource, client_id=registration.client_id,
         )
-        outcome.browser_opened = await _open_browser(url, options, server.name, cid)
         timeout = options.timeout or server.oauth.login_timeout
-        code = await _wait_for_code(listener, options, timeout)
+        code, outcome.browser_opened = await _authorize(url, listener, options, timeout, server.name, cid)
         steps.mark("authorization")
         try:
             grant = await _exchange_code(

@@ -168,6 +168,8 @@ class RawSendCapture:
         await self.app(scope, receive, send)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "app":
+            raise AttributeError(name)
         return getattr(self.app, name)  # ``state`` and friends of the wrapped app
 
 

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The client command the MCP conformance suite runs: ``conformance_client.py [ARGS...] SERVER_URL``.
+
+The suite appends the server URL as the last argument and describes the scenario in the
+environment: ``MCP_CONFORMANCE_SCENARIO`` (its name) and ``MCP_CONFORMANCE_CONTEXT`` (JSON, e.g.
+pre-registered ``client_id`` / ``client_secret``). This maps that onto ``mcprelay probe``:
+
+- ``client_id``            -> ``--client-id``
+- ``client_secret``        -> env ``MCPRELAY_CLIENT_SECRET`` (never argv: argv is visible to others)
+- ``client_metadata_url``  -> ``--client-metadata-url``; without a client id or one in the context,
+  the suite's fixed Client ID Metadata Document URL is offered (mcprelay uses it only where the
+  authorization server advertises ``client_id_metadata_document_supported``, else it registers)
+- ``scope`` / ``scopes``   -> ``--scope``
+
+and runs it with a fresh ``MCPRELAY_HOME`` (so no token, registration or config of the person
+running this leaks in), ``BROWSER`` set to ``follow_browser.py`` (which completes the suite's
+immediate-redirect "login"), and headless mode off. It exits with mcprelay's exit code.
+
+Extra environment:
+- ``MCPRELAY_BIN``: the mcprelay executable (default: the repo's ``.venv/bin/mcprelay``).
+- ``MCPRELAY_CONFORMANCE_LOG``: a file to copy mcprelay's diagnostic log (JSON lines, no secrets) to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# The CIMD URL the suite's basic-cimd scenario expects as client_id (a constant in the suite).
+SUITE_CIMD_URL = "https://conformance-test.local/client-metadata.json"
+# Environment that would change how mcprelay behaves here, dropped before it starts.
+DROPPED_ENV = ("MCPRELAY_CONFIG", "MCPRELAY_HEADLESS", "HEADLESS", "MCPRELAY_CLIENT_SECRET")
+
+
+def _context() -> dict[str, Any]:
+    raw = os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}"
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        print(f"conformance_client: MCP_CONFORMANCE_CONTEXT is not JSON: {exc}", file=sys.stderr)
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _browser_script(home: Path) -> Path:
+    """An executable that runs follow_browser.py with this Python (BROWSER must be one program)."""
+    script = home / "browser.sh"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{HERE / "follow_browser.py"}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return script
+
+
+def build_command(mcprelay: str, home: Path, url: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The probe command line and the environment additions for one scenario."""
+    cmd = [mcprelay, "--home", str(home), "probe", url, "--json"]
+    env: dict[str, str] = {}
+    client_id = context.get("client_id")
+    if client_id:
+        cmd += ["--client-id", str(client_id)]
+        if context.get("client_secret"):
+            env["MCPRELAY_CLIENT_SECRET"] = str(context["client_secret"])
+    else:
+        cmd += ["--client-metadata-url", str(context.get("client_metadata_url") or SUITE_CIMD_URL)]
+    scope = context.get("scope") or context.get("scopes")
+    if isinstance(scope, list):
+        scope = " ".join(str(s) for s in scope)
+    if scope:
+        cmd += ["--scope", str(scope)]
+    return cmd, env
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print("usage: conformance_client.py [ARGS...] SERVER_URL (run by the conformance suite)", file=sys.stderr)
+        return 2
+    url = argv[-1]
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "?")
+    context = _context()
+    mcprelay = os.environ.get("MCPRELAY_BIN") or str(REPO / ".venv" / "bin" / "mcprelay")
+
+    home = Path(tempfile.mkdtemp(prefix="mcprelay-conformance-"))
+    try:
+        cmd, extra_env = build_command(mcprelay, home, url, context)
+        env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
+        env.update(extra_env)
+        env["MCPRELAY_HOME"] = str(home)
+        env["XDG_CONFIG_HOME"] = str(home / "config")  # no config file of the person running this
+        env["BROWSER"] = str(_browser_script(home))
+        shown = " ".join(cmd[:1] + ["--home", "<tmp>"] + cmd[3:])
+        secret_note = " (client secret in MCPRELAY_CLIENT_SECRET)" if "MCPRELAY_CLIENT_SECRET" in extra_env else ""
+        print(f"conformance_client: scenario {scenario}: {shown}{secret_note}", file=sys.stderr, flush=True)
+        try:
+            code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+        except OSError as exc:
+            print(f"conformance_client: cannot run {mcprelay}: {exc}", file=sys.stderr)
+            return 2
+        log = home / "logs" / "mcprelay.log"
+        target = os.environ.get("MCPRELAY_CONFORMANCE_LOG")
+        if target and log.exists():
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, target)
+        print(f"conformance_client: mcprelay exited {code}", file=sys.stderr, flush=True)
+        return code
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
