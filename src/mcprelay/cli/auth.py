@@ -181,10 +181,11 @@ def status_command(
             row["client_id"] or "-",
             row["registration_kind"] or "-",
             row["redirect_uri"] or "-",
-            row["token_store"],
+            row["token_store"].split(" ", 1)[0],
             f"{last['error_type']}: {last['message']}" if isinstance(last, dict) else "-",
         )
-    Console().print(table)
+    # Piped output (scripts, tests) gets a wide table rather than rich's 80-column default.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @app.command("logout")

@@ -19,3 +19,9 @@ def follow(url: str) -> bool:
         response = client.get(url)
     pages.append((response.status_code, response.text))
     return True
+
+
+if __name__ == "__main__":  # BROWSER="python -m mcprelay.testing.browser" for subprocess tests
+    import sys
+
+    follow(sys.argv[1])
