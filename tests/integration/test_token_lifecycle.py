@@ -298,7 +298,7 @@ async def test_restart_refreshes_without_a_browser(
     browser.write_text(f"#!/bin/sh\ntouch {marker}\n")
     browser.chmod(0o700)
     proc = cli(home, config, "call", "strict", "whoami", "--json", env={"BROWSER": str(browser)})
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert not marker.exists()
     assert servers.auth.counters.refresh_total == 1

@@ -22,12 +22,11 @@ from urllib.parse import urlencode
 import anyio
 import anyio.to_thread
 import httpx2
-from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_scope
-from mcprelay.oauth.rfc8252 import CallbackResult, LoopbackListener, acquire_listener
 
 from mcprelay import diaglog
 from mcprelay.config import ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_scope
 from mcprelay.oauth.grant import StoredGrant, token_key
 from mcprelay.oauth.pkce import PKCE, new_state
 from mcprelay.oauth.rfc6749 import TokenEndpointError, token_request
@@ -38,6 +37,7 @@ from mcprelay.oauth.rfc7591 import (
     register,
     registration_key,
 )
+from mcprelay.oauth.rfc8252 import CallbackResult, LoopbackListener, acquire_listener
 from mcprelay.store.base import TokenStore
 
 

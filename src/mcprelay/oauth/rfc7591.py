@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import httpx2
-from mcprelay.oauth.rfc8414 import AuthorizationServerMetadata
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.rfc6749 import ClientCredentials, choose_auth_method
+from mcprelay.oauth.rfc8414 import AuthorizationServerMetadata
 
 RegistrationKind = Literal["preregistered", "cimd", "dcr"]
 CLIENT_NAME = "mcprelay"
