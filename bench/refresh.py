@@ -44,10 +44,13 @@ async def _setup(home: Path) -> tuple[StrictAuthServer, ThreadedServer, ServerCo
     async with new_http_client() as http:
         await login(cfg, store, http, LoginOptions(open_browser=follow, notify=lambda _m: None))
     auth.settings.access_token_ttl = 3600
+    return auth, server, cfg, store
+
+
+async def _until_expired(store: FileStore) -> None:
     grant = load_grant(store, "bench")
     assert grant and grant.tokens.expires_at
     await anyio.sleep(max(0.0, grant.tokens.expires_at - time.time()) + 0.1)
-    return auth, server, cfg, store
 
 
 async def coroutines(n: int) -> dict[str, object]:
@@ -55,10 +58,12 @@ async def coroutines(n: int) -> dict[str, object]:
         home = Path(tmp)
         auth, server, cfg, store = await _setup(home)
         try:
-            before = auth.counters.refresh_total  # the session's initialize may already need the refresh
             async with new_http_client() as http:
                 oauth = OAuth(token_manager(cfg, store, http, home))
                 async with open_session(cfg.url, auth=oauth) as client:
+                    await client.call_tool("echo", {"text": "warm"})
+                    await _until_expired(store)
+                    before = auth.counters.refresh_total
                     auth.counters.tool_in_flight_peak = 0
                     ok = 0
                     started = time.monotonic()
@@ -90,8 +95,9 @@ def _start_together(command: list[str], count: int) -> list[int]:
 async def processes(p: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        auth, server, cfg, _store = await _setup(home)
+        auth, server, cfg, store = await _setup(home)
         try:
+            await _until_expired(store)
             config = home / "config.json"
             config.write_text(json.dumps({"token_store": "file", "mcpServers": {"bench": {"url": cfg.url}}}))
             command = [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config), "call",
