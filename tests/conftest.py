@@ -56,9 +56,11 @@ def strict_servers() -> Iterator[Callable[..., Servers]]:
 
     started: list[ThreadedServer] = []
 
-    def start(**settings: Any) -> Servers:
+    def start(*, required_scopes: list[str] | None = None, **settings: Any) -> Servers:
         auth = StrictAuthServer(AuthServerSettings(**settings))
-        server = ThreadedServer(AppFactory(lambda base: build_app(base, auth=auth))).start()
+        server = ThreadedServer(
+            AppFactory(lambda base: build_app(base, auth=auth, required_scopes=required_scopes))
+        ).start()
         started.append(server)
         return Servers(auth=auth, base=server.url)
 

@@ -28,6 +28,7 @@ from mcprelay.oauth.rfc8252 import (
     LoopbackListener,
     acquire_listener,
     default_bind,
+    errno_code,
 )
 
 pytestmark = pytest.mark.integration
@@ -190,10 +191,20 @@ async def test_cached_port_that_is_free_is_reused() -> None:
         assert usable is True and listener.redirect_uri == cached
 
 
-def test_default_bind_refuses_a_port_another_socket_listens_on(busy_port: int) -> None:
-    with pytest.raises(OSError) as info:
-        default_bind("127.0.0.1", busy_port).close()
-    assert info.value.errno == errno.EADDRINUSE
+@pytest.mark.parametrize("holder_reuseaddr", [False, True])
+def test_default_bind_refuses_a_port_another_socket_listens_on(holder_reuseaddr: bool) -> None:
+    """SO_REUSEADDR on both sides (uvicorn sets it too) must still not let us share a listening port."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if holder_reuseaddr and os.name == "posix":
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        with pytest.raises(OSError) as info:
+            default_bind("127.0.0.1", holder.getsockname()[1]).close()
+        assert errno_code(info.value) == "EADDRINUSE"
+    finally:
+        holder.close()
 
 
 def test_default_bind_refuses_a_port_held_on_the_wildcard_address() -> None:

@@ -378,3 +378,65 @@ async def test_a_refresher_killed_mid_request_leaves_a_clear_outcome(
 
 def test_token_key_is_per_server() -> None:
     assert token_key("a") != token_key("b")
+
+
+# -- step-up (403 insufficient_scope) ---------------------------------------------------------------
+
+
+async def test_step_up_logs_in_again_with_the_union_of_scopes(
+    strict_servers: Callable[..., Servers], home: Path
+) -> None:
+    from mcprelay.connect import open_upstream
+
+    servers = strict_servers(required_scopes=["mcp:read", "mcp:tools"])
+    store = MemoryStore()
+    cfg = await logged_in(servers, store, scopes=["mcp:read"])
+    asked: list[list[str] | None] = []
+
+    async with new_http_client() as http:
+
+        async def interactive(scopes: list[str] | None) -> None:
+            asked.append(scopes)
+            await login(cfg, store, http, LoginOptions(open_browser=follow, notify=lambda _m: None), scopes=scopes)
+
+        async with open_upstream(cfg, store=store, http=http, home=home, login=interactive) as (client, _auth):
+            results = []
+
+            async def one() -> None:
+                results.append(await client.call_tool("whoami", {}))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one)
+    assert len(asked) == 1  # one step-up login, shared
+    assert asked[0] is not None and {"mcp:read", "mcp:tools"} <= set(asked[0])
+    assert all(not r.is_error for r in results)
+    grant = load_grant(store, "strict")
+    assert grant and "mcp:tools" in (grant.tokens.scope or "").split()
+
+
+async def test_step_up_is_capped_then_insufficient_scope(
+    strict_servers: Callable[..., Servers], home: Path
+) -> None:
+    from mcprelay.connect import open_upstream
+
+    servers = strict_servers(required_scopes=["mcp:read", "mcp:tools"])
+    store = MemoryStore()
+    cfg = await logged_in(servers, store, scopes=["mcp:read"])
+    logins = 0
+
+    async with new_http_client() as http:
+
+        async def stubborn(_scopes: list[str] | None) -> None:
+            # A login that never gets the scope (the user unticks it at the consent screen, say).
+            nonlocal logins
+            logins += 1
+            await login(cfg, store, http, LoginOptions(open_browser=follow, notify=lambda _m: None),
+                        scopes=["mcp:read"])
+
+        with pytest.raises(McpRelayError) as caught:
+            async with open_upstream(cfg, store=store, http=http, home=home, login=stubborn) as (client, _auth):
+                await client.call_tool("whoami", {})
+    assert caught.value.error_type == ErrorType.INSUFFICIENT_SCOPE
+    assert logins == 2
+    assert "mcp:tools" in caught.value.message

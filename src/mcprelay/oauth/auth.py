@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
+import anyio
 import httpx2
 
 from mcprelay.errors import ErrorType, McpRelayError
@@ -27,6 +28,7 @@ class OAuth(httpx2.Auth):
         self.manager = manager
         self.step_up = step_up
         self.last_error: McpRelayError | None = None
+        self._step_up_lock = anyio.Lock()
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         try:
@@ -48,13 +50,22 @@ class OAuth(httpx2.Auth):
                 if self.step_up is None or step_ups >= MAX_STEP_UPS:
                     raise self._insufficient_scope(wanted, step_ups)
                 step_ups += 1
-                await self.step_up(wanted)
-                token = await self.manager.reload()
+                token = await self._step_up_once(token, wanted)
                 request.headers["Authorization"] = f"Bearer {token}"
                 response = yield request
         except McpRelayError as exc:
             self.last_error = exc
             raise
+
+    async def _step_up_once(self, rejected: str, wanted: list[str]) -> str:
+        """One step-up login at a time: requests refused together share the login the first one starts."""
+        assert self.step_up is not None
+        async with self._step_up_lock:
+            current = await self.manager.reload()
+            if current != rejected:
+                return current  # another request stepped up while this one waited
+            await self.step_up(wanted)
+            return await self.manager.reload()
 
     def _scopes_after(self, challenged: str | None) -> list[str]:
         """The union of what was granted and what the server now asks for, in a stable order."""
