@@ -8,14 +8,20 @@ file store.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.store.base import TokenStore, backend_is_real, current_keyring, keyring_problem
 
-__all__ = ["STORE_KINDS", "TokenStore", "backend_is_real", "keyring_problem", "open_store"]
+__all__ = ["STORE_KINDS", "TokenStore", "backend_is_real", "home_namespace", "keyring_problem", "open_store"]
 
 STORE_KINDS = ("auto", "keyring", "file", "memory")
+
+
+def home_namespace(home: Path) -> str:
+    """A short stable id of a home, to keep its keyring entries apart from other homes'."""
+    return "home-" + hashlib.sha256(str(home.expanduser().resolve()).encode()).hexdigest()[:12]
 
 
 def open_store(kind: str, home: Path) -> TokenStore:
@@ -38,7 +44,7 @@ def open_store(kind: str, home: Path) -> TokenStore:
         kr = current_keyring()
         problem = keyring_problem(kr)
         if problem is None:
-            return KeyringStore(backend=kr)
+            return KeyringStore(backend=kr, namespace=home_namespace(home))
         if kind == "keyring":
             raise McpRelayError(
                 ErrorType.TOKEN_STORE_UNAVAILABLE,

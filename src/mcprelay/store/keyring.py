@@ -33,9 +33,15 @@ class KeyringStore:
 
     name = "keyring"
 
-    def __init__(self, service: str = KEYRING_SERVICE, *, backend: Any = None) -> None:
+    def __init__(self, service: str = KEYRING_SERVICE, *, backend: Any = None, namespace: str = "") -> None:
         self.service = service
+        # Two homes (a test run and the user's own, say) must not share entries: the keyring is global.
+        self.namespace = namespace
         self._kr = backend if backend is not None else current_keyring()
+
+    def _username(self, key: str) -> str:
+        check_key(key)
+        return f"{self.namespace}:{key}" if self.namespace else key
 
     def _error(self, action: str, key: str, exc: BaseException) -> McpRelayError:
         return McpRelayError(
@@ -46,7 +52,7 @@ class KeyringStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:
-            text = self._kr.get_password(self.service, check_key(key))
+            text = self._kr.get_password(self.service, self._username(key))
         except Exception as exc:
             raise self._error("read", key, exc) from exc
         if text is None:
@@ -76,7 +82,7 @@ class KeyringStore:
                 suggestion=_SWITCH_TO_FILE,
             )
         try:
-            self._kr.set_password(self.service, check_key(key), text)
+            self._kr.set_password(self.service, self._username(key), text)
         except Exception as exc:
             raise self._error("store", key, exc) from exc
 
@@ -84,7 +90,7 @@ class KeyringStore:
         from keyring.errors import PasswordDeleteError
 
         try:
-            self._kr.delete_password(self.service, check_key(key))
+            self._kr.delete_password(self.service, self._username(key))
         except PasswordDeleteError:
             # Backends report "not found" this way; absence is what the caller wanted.
             return
@@ -92,4 +98,5 @@ class KeyringStore:
             raise self._error("delete", key, exc) from exc
 
     def describe(self) -> str:
-        return f"keyring ({backend_name(self._kr)}, service {self.service!r})"
+        where = f", namespace {self.namespace!r}" if self.namespace else ""
+        return f"keyring ({backend_name(self._kr)}, service {self.service!r}{where})"
