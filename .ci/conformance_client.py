@@ -19,13 +19,17 @@ immediate-redirect "login"), and headless mode off. It exits with mcprelay's exi
 Extra environment:
 - ``MCPRELAY_BIN``: the mcprelay executable (default: the repo's ``.venv/bin/mcprelay``).
 - ``MCPRELAY_CONFORMANCE_LOG``: a file to copy mcprelay's diagnostic log (JSON lines, no secrets) to.
+- ``MCPRELAY_CONFORMANCE_TIMEOUT``: seconds before mcprelay is stopped (default 25, under the suite's
+  30 s, so that a hung client ends with a clear message and exit 124 instead of a killed suite).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -95,14 +99,33 @@ def main(argv: list[str]) -> int:
         env["MCPRELAY_HOME"] = str(home)
         env["XDG_CONFIG_HOME"] = str(home / "config")  # no config file of the person running this
         env["BROWSER"] = str(_browser_script(home))
-        shown = " ".join(cmd[:1] + ["--home", "<tmp>"] + cmd[3:])
+        shown = " ".join([*cmd[:1], "--home", "<tmp>", *cmd[3:]])
         secret_note = " (client secret in MCPRELAY_CLIENT_SECRET)" if "MCPRELAY_CLIENT_SECRET" in extra_env else ""
         print(f"conformance_client: scenario {scenario}: {shown}{secret_note}", file=sys.stderr, flush=True)
+        timeout = float(os.environ.get("MCPRELAY_CONFORMANCE_TIMEOUT", "25"))
         try:
-            code = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, check=False).returncode
+            child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             print(f"conformance_client: cannot run {mcprelay}: {exc}", file=sys.stderr)
             return 2
+
+        def stop() -> None:  # mcprelay and anything it started (its own session, so its own group)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+        # The suite ends a client that overruns by killing its shell; take mcprelay down with us.
+        def on_term(signum: int, frame: object) -> None:
+            stop()
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, on_term)
+        try:
+            code = child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop()
+            print(f"conformance_client: mcprelay still running after {timeout:g} s; stopped it", file=sys.stderr)
+            code = 124
         log = home / "logs" / "mcprelay.log"
         target = os.environ.get("MCPRELAY_CONFORMANCE_LOG")
         if target and log.exists():

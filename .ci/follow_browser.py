@@ -59,7 +59,8 @@ def follow(url: str) -> int:
         # The suite's own servers are on loopback too: the callback is the loopback URL redirected to.
         on_loopback_callback = hop > 0 and parts.hostname in LOOPBACK_HOSTS
         _log(f"GET {_redact(url)}")
-        request = urllib.request.Request(url, headers={"User-Agent": "mcprelay-conformance-browser/1"})
+        # The scheme was checked above: http(s) only.
+        request = urllib.request.Request(url, headers={"User-Agent": "mcprelay-conformance-browser/1"})  # noqa: S310
         timeout = CALLBACK_TIMEOUT_S if on_loopback_callback else TIMEOUT_S
         try:
             with opener.open(request, timeout=timeout) as response:

@@ -28,7 +28,8 @@ async def open_session(
     headers: dict[str, str] | None = None,
     request_timeout: float = 60.0,
 ) -> AsyncIterator[Client]:
-    """An initialized SDK ``Client``; the initialize handshake is used (widest server support)."""
+    """An initialized SDK ``Client``. ``auto`` asks ``server/discover`` first (servers of the 2026 spec
+    refuse a bare ``initialize``) and falls back to the ``initialize`` handshake for older ones."""
     all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     if transport == "sse":
 
@@ -36,14 +37,14 @@ async def open_session(
             return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth)
 
         async with Client(
-            sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), mode="legacy"
+            sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), mode="auto"
         ) as client:
             yield client
         return
     http = httpx2.AsyncClient(
         headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0))
     )
-    async with http, Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
+    async with http, Client(streamable_http_client(url, http_client=http), mode="auto") as client:
         yield client
 
 
@@ -59,5 +60,5 @@ async def open_stdio_session(
     import sys
 
     params = StdioServerParameters(command=command, args=list(args), env=env or None)
-    async with Client(stdio_client(params, errlog=errlog or sys.stderr), mode="legacy") as client:
+    async with Client(stdio_client(params, errlog=errlog or sys.stderr), mode="auto") as client:
         yield client

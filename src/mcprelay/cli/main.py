@@ -9,7 +9,7 @@ from typing import Annotated
 import click
 import typer
 
-from mcprelay.cli import auth, call, demo, probe
+from mcprelay.cli import activity, auth, call, demo, probe, serve, tools, upstream
 from mcprelay.cli.runtime import Runtime, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
 
@@ -21,9 +21,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(auth.app, name="auth")
+app.add_typer(activity.app, name="activity")
 app.command("probe")(probe.probe)
 app.command("call")(call.call)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.add_typer(upstream.app, name="upstream")
+app.add_typer(tools.app, name="tools")
 
 
 @app.callback()

@@ -48,55 +48,65 @@ async def _run(
 ) -> dict[str, Any]:
     from mcprelay.config import OAuthConfig, ServerConfig
     from mcprelay.httpclient import new_http_client
-    from mcprelay.oauth.bearer import BearerAuth
-    from mcprelay.oauth.flow import login
+    from mcprelay.oauth.flow import LoginOutcome, login
+    from mcprelay.oauth.grant import StoredGrant
+    from mcprelay.oauth.ondemand import LoginOnDemand
+    from mcprelay.oauth.rfc6750 import Challenge
     from mcprelay.store.memory import MemoryStore
     from mcprelay.transport import open_session
 
     server = ServerConfig(name="probe", url=url, oauth=OAuthConfig(**oauth))
+    store = MemoryStore()
+    logins: list[LoginOutcome] = []
+    report: dict[str, Any] = {"server": url}
     async with new_http_client() as http:
-        outcome = await login(server, MemoryStore(), http, login_options(headless))
-    token = outcome.grant.tokens.access_token if outcome.grant else None
 
-    async def current() -> str:
-        assert token is not None
-        return token
+        async def login_for(challenge: Challenge, scopes: list[str] | None) -> StoredGrant | None:
+            # Logins follow the server's challenges as they come: at initialize, at tools/list,
+            # on a 403 step-up, or after the server moved to another authorization server.
+            outcome = await login(server, store, http, login_options(headless), challenge=challenge, scopes=scopes)
+            logins.append(outcome)
+            return outcome.grant
 
-    report: dict[str, Any] = {
-        "server": url,
-        "auth_required": outcome.auth_required,
-        "correlation_id": outcome.correlation_id,
-        "registration_kind": outcome.registration.kind if outcome.registration else None,
-        "scope": outcome.grant.tokens.scope if outcome.grant else None,
-    }
-    try:
-        async with open_session(url, transport=server.transport if server.transport != "stdio" else "http",
-                                auth=BearerAuth(current) if token else None) as client:
-            tools = (await client.list_tools()).tools
-            report["tools"] = [t.name for t in tools]
-            name = call or (tools[0].name if tools else None)
-            if name is None:
-                report["call"] = None
-                return report
-            tool = next((t for t in tools if t.name == name), None)
-            arguments = args if (args or call) else (_arguments_for(tool) if tool else {})
-            result = await client.call_tool(name, arguments)
-            report["call"] = {
-                "tool": name,
-                "is_error": bool(result.is_error),
-                "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
-                "structured_content": result.structured_content,
-            }
-    except McpRelayError:
-        raise
-    except Exception as exc:
-        raise McpRelayError(
-            ErrorType.UPSTREAM_ERROR,
-            f"the MCP session with {url} failed: {type(exc).__name__}: {str(exc)[:300]}",
-            suggestion="check the server URL and that it speaks MCP over streamable HTTP or SSE",
-            server="probe",
-            correlation_id=outcome.correlation_id,
-        ) from None
+        auth = LoginOnDemand(login_for, server="probe")
+        try:
+            async with open_session(url, transport=server.transport if server.transport != "stdio" else "http",
+                                    auth=auth) as client:
+                tools = (await client.list_tools()).tools
+                report["tools"] = [t.name for t in tools]
+                name = call or (tools[0].name if tools else None)
+                if name is None:
+                    report["call"] = None
+                else:
+                    tool = next((t for t in tools if t.name == name), None)
+                    arguments = args if (args or call) else (_arguments_for(tool) if tool else {})
+                    result = await client.call_tool(name, arguments)
+                    report["call"] = {
+                        "tool": name,
+                        "is_error": bool(result.is_error),
+                        "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+                        "structured_content": result.structured_content,
+                    }
+        except McpRelayError:
+            raise
+        except Exception as exc:
+            if auth.last_error is not None:
+                raise auth.last_error from None
+            raise McpRelayError(
+                ErrorType.UPSTREAM_ERROR,
+                f"the MCP session with {url} failed: {type(exc).__name__}: {str(exc)[:300]}",
+                suggestion="check the server URL and that it speaks MCP over streamable HTTP or SSE",
+                server="probe",
+                correlation_id=logins[-1].correlation_id if logins else None,
+            ) from None
+    last = logins[-1] if logins else None
+    report.update(
+        auth_required=bool(logins),
+        authorizations=len(logins),
+        correlation_id=last.correlation_id if last else None,
+        registration_kind=last.registration.kind if last and last.registration else None,
+        scope=last.grant.tokens.scope if last and last.grant else None,
+    )
     return report
 
 

@@ -30,6 +30,7 @@ from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_sc
 from mcprelay.oauth.grant import StoredGrant, token_key
 from mcprelay.oauth.pkce import PKCE, new_state
 from mcprelay.oauth.rfc6749 import TokenEndpointError, token_request
+from mcprelay.oauth.rfc6750 import Challenge
 from mcprelay.oauth.rfc7591 import (
     ClientRegistration,
     client_id_metadata_document,
@@ -232,10 +233,13 @@ async def login(
     *,
     correlation_id: str | None = None,
     scopes: list[str] | None = None,
+    challenge: Challenge | None = None,
 ) -> LoginOutcome:
     """Log in to ``server`` and store the grant. Raises :class:`McpRelayError` on every failure.
 
     ``scopes`` overrides the scope selection (a step-up asks for granted ∪ challenged scopes).
+    ``challenge`` is a Bearer challenge the caller already received (a 401 in the middle of a
+    session); then the server is not probed again and discovery starts from that challenge.
     """
     options = options or LoginOptions()
     cid = correlation_id or new_correlation_id()
@@ -243,7 +247,7 @@ async def login(
     steps = _Steps(outcome)
     diaglog.event("login_start", server=server.name, correlation_id=cid, url=server.url)
     try:
-        await _login(server, store, http, options, cid, outcome, steps, scopes)
+        await _login(server, store, http, options, cid, outcome, steps, scopes, challenge)
     except McpRelayError as exc:
         exc.with_context(server=server.name, correlation_id=cid)
         diaglog.event(
@@ -267,8 +271,9 @@ async def _login(
     outcome: LoginOutcome,
     steps: _Steps,
     scopes: list[str] | None,
+    received: Challenge | None,
 ) -> None:
-    challenge = await probe(http, server.url)
+    challenge = received or await probe(http, server.url)
     steps.mark("probe")
     if challenge is None:
         return

@@ -1,0 +1,78 @@
+"""``mcprelay activity list``: what the gateway forwarded, read from ``<home>/activity.db``.
+
+It reads the same SQLite file the running gateway writes (WAL mode, so reading never blocks the
+gateway), which is why it works whether or not a gateway is running.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from mcprelay.cli.runtime import get_runtime, print_json
+from mcprelay.gateway.activity import ActivityLog, ActivityRecord, activity_path
+
+app = typer.Typer(help="The activity log: one row per tool call forwarded by the gateway.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Only the call with this request id.", show_default=False)
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", "-s", help="Only calls to this server.", show_default=False)
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows, newest first.")] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List forwarded tool calls, most recent first."""
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    log = ActivityLog(activity_path(runtime.home))
+    try:
+        records = log.query(request_id=request_id, server=server, limit=limit)
+    finally:
+        log.close()
+    if json_output:
+        print_json([r.to_dict() for r in records])
+        return
+    _print_table(records)
+
+
+def _print_table(records: list[ActivityRecord]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not records:
+        console.print("no activity recorded")
+        return
+    table = Table(show_edge=False)
+    for column, justify in (
+        ("started", "left"),
+        ("server", "left"),
+        ("tool", "left"),
+        ("status", "left"),
+        ("ms", "right"),
+        ("in/out bytes", "right"),
+        ("request_id", "left"),
+        ("error", "left"),
+    ):
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for r in records:
+        style = {"ok": "green", "tool_error": "yellow"}.get(r.status, "red")
+        table.add_row(
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started_at)),
+            r.server,
+            r.tool,
+            f"[{style}]{r.status}[/]",
+            f"{r.duration_ms:.1f}",
+            f"{r.request_bytes}/{r.response_bytes}",
+            r.request_id,
+            r.error_type or "",
+        )
+    console.print(table)

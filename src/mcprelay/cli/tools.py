@@ -1,0 +1,96 @@
+"""``mcprelay tools list`` / ``mcprelay tools search QUERY``: what the upstreams offer, as the gateway names it.
+
+Names are the gateway's (``server__tool``) so what is listed here is exactly what an agent calls.
+Search uses the same ranking as the gateway's ``retrieve_tools``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from mcprelay.cli.runtime import Runtime, get_runtime, print_json
+from mcprelay.cli.upstream import gateway_get
+
+app = typer.Typer(help="Tools the upstream servers offer.", no_args_is_help=True)
+
+
+def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(tools, servers that offered none because they are not ready) from the gateway or directly."""
+    if server is not None:
+        runtime.loaded.config.server(server)  # an unknown name is a config error, as everywhere
+    data = gateway_get(runtime, "/tools")
+    if data is not None:
+        servers = gateway_get(runtime, "/servers") or {"servers": []}
+        tools = [t for t in data["tools"] if server is None or t["server"] == server]
+        return tools, [s for s in servers["servers"] if s["state"] != "ready" and server in (None, s["name"])]
+    from mcprelay.config import Config
+    from mcprelay.gateway.direct import snapshot
+    from mcprelay.gateway.direct import tool_rows as rows_of
+
+    config = runtime.loaded.config
+    if server is not None:
+        config = Config.model_validate({**config.model_dump(by_alias=True), "mcpServers": [
+            s.model_dump() for s in config.mcp_servers if s.name == server]})
+    upstreams = anyio.run(lambda: snapshot(config, store=runtime.store, home=runtime.home))
+    not_ready = [u.describe() for u in upstreams if u.state != "ready"]
+    return rows_of(upstreams), not_ready
+
+
+def _warn_not_ready(not_ready: list[dict[str, Any]]) -> None:
+    import sys
+
+    for row in not_ready:
+        error = row.get("last_error") or {}
+        why = f": {error.get('message')}" if error else ""
+        hint = f" (run `{error['suggestion']}`)" if error.get("suggestion", "").startswith("mcprelay ") else ""
+        print(f"note: {row['name']} is {row['state']}{why}{hint}", file=sys.stderr)
+
+
+@app.command("list")
+def list_tools(
+    ctx: typer.Context,
+    server: Annotated[str | None, typer.Option("--server", help="Only this server's tools.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every tool of every ready upstream, as SERVER__TOOL."""
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    tools, not_ready = tool_rows(runtime, server)
+    if json_output:
+        print_json({"tools": tools, "unavailable": not_ready})
+        return
+    _warn_not_ready(not_ready)
+    for tool in tools:
+        first_line = (tool["description"] or "").strip().splitlines()[:1]
+        print(f"{tool['name']:<40} {first_line[0] if first_line else ''}")
+
+
+@app.command("search")
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What you want to do, in words.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many results.")] = 5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rank the upstream tools for a task, the way the gateway's retrieve_tools does."""
+    from mcprelay.gateway.search import ToolIndex, tools_from_schema
+
+    runtime = get_runtime(ctx)
+    runtime.json_output = json_output
+    tools, not_ready = tool_rows(runtime, None)
+    index = ToolIndex.build(
+        tools_from_schema(t["server"], t["tool"], t["description"], t["input_schema"]) for t in tools
+    )
+    by_name = {t["name"]: t for t in tools}
+    hits = [{**by_name[hit.name], "score": round(score, 4)} for hit, score in index.search(query, limit)
+            if hit.name in by_name]
+    if json_output:
+        print_json({"query": query, "results": hits, "unavailable": not_ready})
+        return
+    _warn_not_ready(not_ready)
+    for hit in hits:
+        first_line = (hit["description"] or "").strip().splitlines()[:1]
+        print(f"{hit['score']:>8.3f}  {hit['name']:<40} {first_line[0] if first_line else ''}")

@@ -1,0 +1,358 @@
+"""The activity log: one row per tool call the gateway forwarded, in ``<home>/activity.db``.
+
+Tool calls are the gateway's hot path, so :meth:`ActivityLog.record` only appends to an in-memory
+queue; a background thread writes the queue to SQLite in batches (one transaction per batch) and
+prunes the table to the configured retention. The database is in WAL mode with a busy timeout
+because several processes open it at once: the gateway writes while ``mcprelay activity list``
+reads, and two gateways may share one home.
+
+Tool arguments can hold anything a user typed, including secrets, so they are stored only when the
+operator asked for it (``record_arguments=True``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ACTIVITY_DB = "activity.db"
+DEFAULT_RETENTION = 10_000
+
+# How long a connection waits for another process's write lock before giving up (milliseconds).
+_BUSY_TIMEOUT_MS = 5_000
+# Rows written per transaction at most; bigger batches amortise fsync, smaller ones bound latency.
+_BATCH = 500
+# Records waiting in memory at most; past it new records are dropped (and counted) rather than
+# letting a stuck disk grow the gateway's memory without bound.
+_MAX_PENDING = 100_000
+_WRITE_ATTEMPTS = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS activity (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    correlation_id TEXT,
+    server TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_ms REAL NOT NULL,
+    status TEXT NOT NULL,
+    error_type TEXT,
+    request_bytes INTEGER NOT NULL,
+    response_bytes INTEGER NOT NULL,
+    arguments TEXT
+);
+CREATE INDEX IF NOT EXISTS activity_request_id ON activity (request_id);
+CREATE INDEX IF NOT EXISTS activity_server ON activity (server, id);
+"""
+_COLUMNS = (
+    "request_id, correlation_id, server, tool, started_at, duration_ms, status, error_type, "
+    "request_bytes, response_bytes, arguments"
+)
+_INSERT = f"INSERT INTO activity ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+# Rows are only ever removed oldest-first, so "the newest N" is "the N highest ids".
+_PRUNE = "DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ?)"
+
+
+@dataclass
+class ActivityRecord:
+    """One forwarded tool call: who, what, when, how long, how it ended and how big it was."""
+
+    request_id: str
+    correlation_id: str | None
+    server: str
+    tool: str
+    started_at: float
+    duration_ms: float
+    status: str  # "ok" | "tool_error" | "error"
+    error_type: str | None
+    request_bytes: int
+    response_bytes: int
+    arguments: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Flush:
+    """A marker put in the queue; the writer sets it once everything queued before it is written."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+class _Stop(_Flush):
+    """Like :class:`_Flush`, and then the writer thread ends."""
+
+    __slots__ = ()
+
+
+class ActivityLog:
+    """Records tool calls without blocking the caller, and answers queries about them."""
+
+    def __init__(self, path: Path, *, retention: int = DEFAULT_RETENTION, record_arguments: bool = False) -> None:
+        if retention < 1:
+            raise ValueError("retention must be at least 1")
+        self.path = Path(path)
+        self.retention = retention
+        self.record_arguments = record_arguments
+        self.dropped = 0
+        self._queue: queue.SimpleQueue[ActivityRecord | _Flush] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._prepared = False
+        self._closed = False
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def record(self, rec: ActivityRecord) -> None:
+        """Queue one record; never touches the disk and never blocks (safe from any thread or task)."""
+        if self._closed:
+            return
+        if self._writer is None:
+            self._start_writer()
+        if self._queue.qsize() >= _MAX_PENDING:
+            self.dropped += 1
+            return
+        self._queue.put(rec)
+
+    # -- reading and lifecycle ----------------------------------------------------------------
+
+    def query(
+        self, *, request_id: str | None = None, server: str | None = None, limit: int = 100
+    ) -> list[ActivityRecord]:
+        """Newest (most recently recorded) first; includes everything this instance recorded before the call."""
+        self.flush()
+        if not self.path.exists():
+            # Reading must not create the database: `activity list` before the first call is empty.
+            return []
+        where: list[str] = []
+        params: list[Any] = []
+        if request_id is not None:
+            where.append("request_id = ?")
+            params.append(request_id)
+        if server is not None:
+            where.append("server = ?")
+            params.append(server)
+        sql = f"SELECT {_COLUMNS} FROM activity"  # noqa: S608 - only fixed column and clause text
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(max(0, limit))
+        conn = self._connect()
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+        finally:
+            conn.close()
+        return [ActivityRecord(*row) for row in rows]
+
+    def flush(self) -> None:
+        """Return once every record queued before this call is committed (or given up on)."""
+        writer = self._writer
+        if writer is None or not writer.is_alive():
+            self._drain_inline()
+            return
+        marker = _Flush()
+        self._queue.put(marker)
+        while not marker.done.wait(0.5):
+            if not writer.is_alive():
+                self._drain_inline()
+                return
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread; later records are ignored."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            writer = self._writer
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.close)
+        if writer is not None and writer.is_alive():
+            stop = _Stop()
+            self._queue.put(stop)
+            writer.join(timeout=30)
+        self._drain_inline()
+
+    def __enter__(self) -> ActivityLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the writer ---------------------------------------------------------------------------
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is not None or self._closed:
+                return
+            thread = threading.Thread(target=self._run, name="mcprelay-activity", daemon=True)
+            self._writer = thread
+            thread.start()
+        # Records still queued when the interpreter exits would be lost with the daemon thread.
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                item = self._queue.get()
+                batch: list[ActivityRecord] = []
+                markers: list[_Flush] = []
+                while True:
+                    if isinstance(item, _Flush):
+                        markers.append(item)
+                    else:
+                        batch.append(item)
+                    if len(batch) >= _BATCH:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                try:
+                    if batch:
+                        if conn is None:
+                            conn = self._open_for_writing()
+                        if conn is not None:
+                            self._write(conn, batch)
+                        else:
+                            log.warning("activity log %s unavailable; %d records lost", self.path, len(batch))
+                except Exception:
+                    # The writer must outlive any surprise, or every later record would pile up unwritten.
+                    log.exception("activity log %s: %d records lost", self.path, len(batch))
+                finally:
+                    for marker in markers:
+                        marker.done.set()
+                stop = any(isinstance(m, _Stop) for m in markers)
+                if stop:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _drain_inline(self) -> None:
+        """Write whatever is queued from the calling thread (the writer is gone or never started)."""
+        batch: list[ActivityRecord] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Flush):
+                item.done.set()
+            else:
+                batch.append(item)
+        if not batch:
+            return
+        conn = self._open_for_writing()
+        if conn is None:
+            return
+        try:
+            self._write(conn, batch)
+        finally:
+            conn.close()
+
+    def _open_for_writing(self) -> sqlite3.Connection | None:
+        try:
+            return self._connect(create=True)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("cannot open activity log %s: %s", self.path, exc)
+            return None
+
+    def _write(self, conn: sqlite3.Connection, batch: list[ActivityRecord]) -> None:
+        keep_arguments = self.record_arguments
+        rows: list[tuple[Any, ...]] = []
+        for r in batch:
+            try:
+                rows.append(
+                    (
+                        str(r.request_id),
+                        r.correlation_id,
+                        str(r.server),
+                        str(r.tool),
+                        float(r.started_at),
+                        float(r.duration_ms),
+                        str(r.status),
+                        r.error_type,
+                        int(r.request_bytes),
+                        int(r.response_bytes),
+                        r.arguments if keep_arguments else None,
+                    )
+                )
+            except (TypeError, ValueError):
+                # One malformed record must not cost the batch (or the writer thread) its life.
+                log.warning("activity log: malformed record for request %r dropped", getattr(r, "request_id", None))
+        if not rows:
+            return
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_INSERT, rows)
+                    conn.execute(_PRUNE, (self.retention,))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                return
+            except sqlite3.Error as exc:
+                if attempt == _WRITE_ATTEMPTS:
+                    log.warning("activity log %s: %d records lost: %s", self.path, len(rows), exc)
+                    return
+                time.sleep(0.05 * attempt)
+
+    # -- the database -------------------------------------------------------------------------
+
+    def _connect(self, *, create: bool = False) -> sqlite3.Connection:
+        if create:
+            self._prepare_file()
+        conn = sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if create and not self._prepared:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.executescript(_SCHEMA)
+                self._prepared = True
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare_file(self) -> None:
+        """Create the directory (0700) and the database file (0600) before SQLite does, with umask's modes."""
+        if self._prepared:
+            return
+        directory = self.path.parent
+        if not directory.exists():
+            directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+
+
+def activity_path(home: Path) -> Path:
+    """Where the gateway writes and the CLI reads the activity log."""
+    return home / ACTIVITY_DB

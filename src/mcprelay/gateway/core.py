@@ -1,0 +1,336 @@
+"""The gateway object: the upstream supervisors, the aggregated catalog, routing, logins and activity.
+
+Both doors into the gateway — the MCP endpoint and the REST API — talk to this one object, so a
+login started through REST makes tools appear on every connected MCP client, and a config edit is
+applied in one place. It knows nothing of transports: ``app.py`` serves it, ``server.py`` maps it
+onto the MCP protocol.
+
+Naming (the contract fixes tools; resources and prompts follow the same idea):
+
+* tool ``search`` of server ``github`` → ``github__search``;
+* prompt ``review`` of server ``github`` → ``github__review``;
+* resource ``file:///a.txt`` of server ``docs`` → ``mcprelay://docs/file:///a.txt`` (templates alike),
+  so any URI, whatever its scheme, maps back to exactly one server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.abc import TaskGroup, TaskStatus
+from mcp.shared.dispatcher import ProgressFnT
+
+from mcprelay.config import Config, LoadedConfig, ServerConfig
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.gateway.activity import ActivityLog, ActivityRecord
+from mcprelay.gateway.login import LoginRunner
+from mcprelay.gateway.upstreams import Upstream, UpstreamEnv
+from mcprelay.store.base import TokenStore
+
+logger = logging.getLogger(__name__)
+
+SEPARATOR = "__"
+RESOURCE_PREFIX = "mcprelay://"
+
+#: A downstream sink for "the aggregated lists changed" (the MCP server broadcasts list_changed).
+ChangeListener = Callable[[], Awaitable[None]]
+
+
+def exposed_name(server: str, name: str) -> str:
+    return f"{server}{SEPARATOR}{name}"
+
+
+def split_name(name: str) -> tuple[str, str] | None:
+    """``server__tool`` → (server, tool); server names never contain ``__``, so the first one splits."""
+    server, sep, rest = name.partition(SEPARATOR)
+    return (server, rest) if sep and server and rest else None
+
+
+def exposed_uri(server: str, uri: str) -> str:
+    return f"{RESOURCE_PREFIX}{server}/{uri}"
+
+
+def split_uri(uri: str) -> tuple[str, str] | None:
+    if not uri.startswith(RESOURCE_PREFIX):
+        return None
+    server, sep, rest = uri[len(RESOURCE_PREFIX) :].partition("/")
+    return (server, rest) if sep and server and rest else None
+
+
+@dataclass(frozen=True)
+class RoutedTool:
+    name: str
+    upstream: Upstream
+    tool: types.Tool
+
+
+class Gateway:
+    """Implements the REST API's ``GatewayControl`` and everything the MCP endpoint forwards."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        home: Path,
+        store: TokenStore,
+        http: httpx2.AsyncClient,
+        activity: ActivityLog,
+        env: UpstreamEnv | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.home = home
+        self.store = store
+        self.http = http
+        self.activity = activity
+        self.env = env or UpstreamEnv(store=store, http=http, home=home)
+        self.upstreams: dict[str, Upstream] = {}
+        self.version = 0  # bumped whenever the aggregated lists may have changed
+        self._listeners: list[ChangeListener] = []
+        self._changed = anyio.Event()
+        self._tg: TaskGroup | None = None
+        self._logins: LoginRunner | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Start every upstream in the background and report started at once; runs until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._logins = LoginRunner(tg, self.store, self.http, self._login_succeeded)
+            for server in self.config.mcp_servers:
+                self._start(server)
+            tg.start_soon(self._broadcast_changes)
+            task_status.started()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+                tg.cancel_scope.cancel()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _start(self, server: ServerConfig) -> None:
+        assert self._tg is not None
+        upstream = Upstream(server, self.env, self._upstream_changed)
+        self.upstreams[server.name] = upstream
+        self._tg.start_soon(upstream.run, name=f"upstream-{server.name}")
+
+    def apply_config(self, loaded: LoadedConfig) -> None:
+        """Adopt a new config without a restart: add, remove and restart the servers that changed."""
+        old = {s.name: s for s in self.config.mcp_servers}
+        new = {s.name: s for s in loaded.config.mcp_servers}
+        mode_changed = loaded.config.routing_mode != self.config.routing_mode
+        old_store = self.config.token_store
+        self.loaded = loaded
+        for name, server in old.items():
+            if name not in new or new[name] != server:
+                upstream = self.upstreams.pop(name, None)
+                if upstream is not None:
+                    upstream.stop()
+                logger.info("upstream %s %s", name, "removed" if name not in new else "restarting")
+        for name, server in new.items():
+            if name not in self.upstreams:
+                self._start(server)
+        if loaded.config.token_store != old_store:
+            logger.warning("token_store changed in the config; it takes effect when the gateway restarts")
+        if mode_changed or old.keys() != new.keys():
+            self._mark_changed()
+
+    # ------------------------------------------------------------------ change notifications
+
+    def _upstream_changed(self, upstream: Upstream, catalog_changed: bool) -> None:
+        if self.upstreams.get(upstream.name) is not upstream:
+            return  # a stopped supervisor reporting its own shutdown
+        if catalog_changed:
+            self._mark_changed()
+
+    def _mark_changed(self) -> None:
+        self.version += 1
+        self._changed.set()
+
+    async def _broadcast_changes(self) -> None:
+        """Coalesce bursts (several upstreams connecting together) into one list_changed per client."""
+        while True:
+            await self._changed.wait()
+            await anyio.sleep(0.05)
+            self._changed = anyio.Event()
+            for listener in list(self._listeners):
+                try:
+                    await listener()
+                except Exception:  # one broken client must not stop the others from hearing about it
+                    logger.exception("list_changed listener failed")
+
+    # ------------------------------------------------------------------ GatewayControl
+
+    def list_servers(self) -> list[dict[str, Any]]:
+        return [row for s in self.config.mcp_servers if (row := self.get_server(s.name)) is not None]
+
+    def get_server(self, name: str) -> dict[str, Any] | None:
+        upstream = self.upstreams.get(name)
+        if upstream is not None:
+            row = upstream.describe()
+        else:
+            server = next((s for s in self.config.mcp_servers if s.name == name), None)
+            if server is None:
+                return None
+            row = {
+                "name": name, "url": server.url or None, "transport": server.transport,
+                "enabled": server.enabled, "state": "disabled" if not server.enabled else "connecting",
+                "auth_state": "unknown", "tool_count": 0, "last_error": None,
+            }
+        if row["transport"] == "http":
+            row["transport"] = "streamable-http"
+        return row
+
+    async def start_login(self, name: str) -> dict[str, Any]:
+        server = next((s for s in self.config.mcp_servers if s.name == name), None)
+        if server is None:
+            raise McpRelayError(
+                ErrorType.USAGE_ERROR, f"no server named {name!r} is configured",
+                suggestion="check the name with `mcprelay upstream list`", server=name,
+            )
+        if self._logins is None:
+            raise McpRelayError(ErrorType.USAGE_ERROR, "the gateway is not running", server=name)
+        return await self._logins.start(server)
+
+    def _login_succeeded(self, name: str) -> None:
+        upstream = self.upstreams.get(name)
+        if upstream is not None:
+            upstream.wake()
+
+    # ------------------------------------------------------------------ the aggregated catalog
+
+    def _ready(self) -> Iterator[Upstream]:
+        for server in self.config.mcp_servers:
+            upstream = self.upstreams.get(server.name)
+            if upstream is not None and upstream.state == "ready":
+                yield upstream
+
+    def tools(self) -> list[RoutedTool]:
+        return [
+            RoutedTool(exposed_name(u.name, t.name), u, t) for u in self._ready() for t in u.catalog.tools
+        ]
+
+    def resources(self) -> list[types.Resource]:
+        return [
+            r.model_copy(update={"uri": exposed_uri(u.name, r.uri), "name": exposed_name(u.name, r.name)})
+            for u in self._ready() for r in u.catalog.resources
+        ]
+
+    def resource_templates(self) -> list[types.ResourceTemplate]:
+        return [
+            t.model_copy(update={"uri_template": exposed_uri(u.name, t.uri_template),
+                                 "name": exposed_name(u.name, t.name)})
+            for u in self._ready() for t in u.catalog.templates
+        ]
+
+    def prompts(self) -> list[types.Prompt]:
+        return [
+            p.model_copy(update={"name": exposed_name(u.name, p.name)})
+            for u in self._ready() for p in u.catalog.prompts
+        ]
+
+    def _route(self, name: str, request_id: str, what: str) -> tuple[Upstream, str]:
+        parts = split_name(name) if what != "resource" else split_uri(name)
+        upstream = self.upstreams.get(parts[0]) if parts else None
+        if parts is None or upstream is None:
+            known = ", ".join(self.upstreams) or "none"
+            raise McpRelayError(
+                ErrorType.USAGE_ERROR,
+                f"unknown {what} {name!r}: expected "
+                + ("mcprelay://SERVER/URI" if what == "resource" else f"SERVER{SEPARATOR}NAME")
+                + f" with a configured server (configured: {known})",
+                suggestion="list what is available with `mcprelay tools list`",
+                request_id=request_id,
+            )
+        return upstream, parts[1]
+
+    # ------------------------------------------------------------------ forwarding
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, *, progress: ProgressFnT | None = None
+    ) -> types.CallToolResult:
+        """Forward one call; every failure becomes an ``isError`` result carrying the structured error."""
+        request_id = new_correlation_id()
+        started, clock = time.time(), time.monotonic()
+        server, tool = (split_name(name) or ("", name))
+        request_bytes = len(json.dumps(arguments or {}, default=str))
+        try:
+            upstream, tool = self._route(name, request_id, "tool")
+            result = without_stamp(
+                await upstream.call_tool(tool, arguments, request_id=request_id, progress=progress)
+            )
+        except McpRelayError as exc:
+            exc.with_context(request_id=request_id)
+            result = error_result(exc)
+            self._record(request_id, exc.correlation_id, server, tool, started, clock, "error",
+                         str(exc.error_type), request_bytes, result, arguments)
+            return result
+        self._record(request_id, None, server, tool, started, clock, "tool_error" if result.is_error else "ok",
+                     None, request_bytes, result, arguments)
+        return result
+
+    def _record(
+        self, request_id: str, correlation_id: str | None, server: str, tool: str, started: float, clock: float,
+        status: str, error_type: str | None, request_bytes: int, result: types.CallToolResult,
+        arguments: dict[str, Any] | None,
+    ) -> None:
+        try:
+            response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
+            self.activity.record(
+                ActivityRecord(
+                    request_id=request_id, correlation_id=correlation_id, server=server, tool=tool,
+                    started_at=started, duration_ms=round((time.monotonic() - clock) * 1000, 2), status=status,
+                    error_type=error_type, request_bytes=request_bytes, response_bytes=response_bytes,
+                    arguments=json.dumps(arguments, default=str) if self.activity.record_arguments else None,
+                )
+            )
+        except Exception:  # the activity log is a record, never a reason for a call to fail
+            logger.exception("recording activity failed")
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        request_id = new_correlation_id()
+        upstream, original = self._route(uri, request_id, "resource")
+        result = await upstream.read_resource(original, request_id=request_id)
+        contents = [c.model_copy(update={"uri": exposed_uri(upstream.name, c.uri)}) for c in result.contents]
+        return without_stamp(result.model_copy(update={"contents": contents}))
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        request_id = new_correlation_id()
+        upstream, prompt = self._route(name, request_id, "prompt")
+        return without_stamp(await upstream.get_prompt(prompt, arguments, request_id=request_id))
+
+
+_ResultT = TypeVar("_ResultT", bound=types.Result)
+_SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+
+
+def without_stamp(result: _ResultT) -> _ResultT:
+    """Drop the upstream's serverInfo stamp from a result: downstream, the server is mcprelay."""
+    meta = result.meta
+    if not meta or _SERVER_INFO_KEY not in meta:
+        return result
+    rest = {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY}
+    return result.model_copy(update={"meta": rest or None})
+
+
+def error_result(error: McpRelayError) -> types.CallToolResult:
+    """A tool result the agent can read: ``isError`` with the structured error as JSON text."""
+    payload = error.to_dict()
+    return types.CallToolResult(
+        content=[types.TextContent(text=json.dumps(payload))], structured_content=None, is_error=True
+    )

@@ -1,0 +1,467 @@
+"""The gateway's REST API (mounted under ``/api/v1``): server state, starting logins, the activity log.
+
+Scripts and dashboards use it instead of scraping the CLI, so every answer is JSON, every failure is
+the contract's ``OAuthFlowError`` shape (``McpRelayError.to_dict()``), and the document at
+``/api/v1/openapi.json`` describes all of it. The document is written by hand, not generated, so that
+it is the reviewed contract rather than whatever the code happens to do.
+
+Status codes, and why:
+
+* ``404`` with ``config_invalid`` for a server name that is not configured: the same error type the
+  CLI gives for an unknown ``--server``, so scripts handle both alike. Unknown paths under
+  ``/api/v1`` are ``404`` with ``usage_error``; a known path with a wrong method is ``405``.
+* ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000).
+* ``POST /servers/{name}/login`` answers ``202``: the login has started, and finishes when the user
+  completes it in the browser. Its failures are ``409`` when the gateway's own configuration or
+  state prevents a login (no client id, stdio server, callback port taken, a login already running),
+  ``502`` when the upstream's authorization server failed (discovery, registration, PKCE), ``503``
+  when the token store is unavailable, ``504`` on a timeout.
+* ``500`` with ``upstream_error`` for a bug in the gateway (logged with its traceback; the response
+  carries no internals).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Protocol
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Match, Route
+
+from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.gateway.activity import ActivityLog
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+class GatewayControl(Protocol):
+    """What the REST API needs from the running gateway; the gateway core implements it."""
+
+    activity: ActivityLog
+
+    def list_servers(self) -> list[dict[str, Any]]:
+        """Every configured server: name, url, transport, enabled, state, auth_state, tool_count, last_error."""
+        ...
+
+    def get_server(self, name: str) -> dict[str, Any] | None:
+        """One server in the shape of :meth:`list_servers`, or ``None`` when it is not configured."""
+        ...
+
+    async def start_login(self, name: str) -> dict[str, Any]:
+        """Start a login; returns ``authorization_url``, ``browser_opened``, ``correlation_id``."""
+        ...
+
+
+_LOGIN_STATUS: dict[ErrorType, int] = {
+    ErrorType.CONFIG_INVALID: 409,
+    ErrorType.USAGE_ERROR: 409,
+    ErrorType.CLIENT_ID_REQUIRED: 409,
+    ErrorType.CALLBACK_PORT_IN_USE: 409,
+    ErrorType.CALLBACK_BIND_FAILED: 409,
+    ErrorType.TOKEN_STORE_UNAVAILABLE: 503,
+    ErrorType.LOGIN_TIMEOUT: 504,
+}
+_LOGIN_DEFAULT_STATUS = 502
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def json_response(data: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON with ``default=str`` so a stray datetime or Path in a server dict cannot turn into a 500."""
+    body = json.dumps(data, default=str, ensure_ascii=False)
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
+
+
+def error_response(error: McpRelayError, status_code: int, headers: dict[str, str] | None = None) -> Response:
+    return json_response(error.to_dict(), status_code, headers)
+
+
+def _usage(message: str, suggestion: str, **details: Any) -> McpRelayError:
+    return McpRelayError(ErrorType.USAGE_ERROR, message, suggestion=suggestion, details=details)
+
+
+def _unknown_server(name: str) -> McpRelayError:
+    return McpRelayError(
+        ErrorType.CONFIG_INVALID,
+        f"no server named {name!r} in the gateway's configuration",
+        suggestion=f"list the configured servers with GET {API_PREFIX}/servers",
+        server=name,
+    )
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(endpoint: Endpoint) -> Endpoint:
+    """Turn anything an endpoint raises into contract JSON, so no failure reaches a client as HTML or text."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except McpRelayError as exc:
+            return error_response(exc, 400 if exc.error_type is ErrorType.USAGE_ERROR else 500)
+        except Exception:
+            log.exception("REST API %s %s failed", request.method, request.url.path)
+            error = McpRelayError(
+                ErrorType.UPSTREAM_ERROR,
+                "the gateway failed while answering this request",
+                suggestion="see the gateway's log for the traceback, and report it",
+            )
+            return error_response(error, 500)
+
+    run.__name__ = endpoint.__name__
+    run.__doc__ = endpoint.__doc__
+    return run
+
+
+def _parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise _usage(
+            f"limit must be an integer from 1 to {MAX_LIMIT}, not {raw[:40]!r}",
+            f"pass ?limit=N with 1 <= N <= {MAX_LIMIT}, or leave it out for {DEFAULT_LIMIT}",
+            parameter="limit",
+        )
+    return limit
+
+
+def rest_routes(control: GatewayControl) -> list[BaseRoute]:
+    """The REST API's routes, with paths relative to where the gateway mounts them (``/api/v1``)."""
+
+    async def list_servers(request: Request) -> Response:
+        return json_response({"success": True, "servers": control.list_servers()})
+
+    async def get_server(request: Request) -> Response:
+        name = request.path_params["name"]
+        server = control.get_server(name)
+        if server is None:
+            return error_response(_unknown_server(name), 404)
+        return json_response({"success": True, "server": server})
+
+    async def start_login(request: Request) -> Response:
+        name = request.path_params["name"]
+        if control.get_server(name) is None:
+            return error_response(_unknown_server(name), 404)
+        try:
+            started = await control.start_login(name)
+        except McpRelayError as exc:
+            exc.with_context(server=name)
+            return error_response(exc, _LOGIN_STATUS.get(exc.error_type, _LOGIN_DEFAULT_STATUS))
+        return json_response({"success": True, "server_name": name, **started}, 202)
+
+    async def list_activity(request: Request) -> Response:
+        params = request.query_params
+        limit = _parse_limit(params.get("limit"))
+        query = partial(
+            control.activity.query,
+            request_id=params.get("request_id") or None,
+            server=params.get("server") or None,
+            limit=limit,
+        )
+        # query() waits for the writer thread's flush and reads SQLite: keep it off the event loop.
+        records = await anyio.to_thread.run_sync(query)
+        return json_response({"success": True, "activity": [r.to_dict() for r in records]})
+
+    async def openapi(request: Request) -> Response:
+        return json_response(OPENAPI_DOCUMENT)
+
+    routes: list[BaseRoute] = [
+        Route("/servers", _guarded(list_servers), methods=["GET"], name="api_servers"),
+        Route("/servers/{name}", _guarded(get_server), methods=["GET"], name="api_server"),
+        Route("/servers/{name}/login", _guarded(start_login), methods=["POST"], name="api_server_login"),
+        Route("/activity", _guarded(list_activity), methods=["GET"], name="api_activity"),
+        Route("/openapi.json", _guarded(openapi), methods=["GET"], name="api_openapi"),
+    ]
+    known = list(routes)
+
+    async def not_found(request: Request) -> Response:
+        """Last route: a wrong method on a known path is 405, anything else 404, both as contract JSON."""
+        allowed: set[str] = set()
+        for route in known:
+            match, _ = route.matches(request.scope)
+            if match is Match.PARTIAL and isinstance(route, Route) and route.methods:
+                allowed |= route.methods
+        if allowed:
+            error = _usage(
+                f"{request.method} is not allowed here",
+                f"use {' or '.join(sorted(allowed))}; see {API_PREFIX}/openapi.json",
+                method=request.method,
+            )
+            return error_response(error, 405, {"Allow": ", ".join(sorted(allowed))})
+        error = _usage(
+            f"no such endpoint: {request.url.path[:200]}",
+            f"see {API_PREFIX}/openapi.json for the endpoints",
+            path=request.url.path[:200],
+        )
+        return error_response(error, 404)
+
+    routes.append(Route("/{path:path}", _guarded(not_found), methods=_ALL_METHODS, name="api_not_found"))
+    return routes
+
+
+# -- the OpenAPI document ---------------------------------------------------------------------------
+
+_NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthFlowError"}}},
+    }
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_NAME_PARAMETER: dict[str, Any] = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "The server's name in the configuration.",
+    "schema": {"type": "string"},
+}
+
+OPENAPI_DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "mcprelay gateway API",
+        "version": "1.0.0",
+        "description": (
+            "Server state, logins and the activity log of a running `mcprelay serve`. Every failure is an "
+            "OAuthFlowError. When the gateway has an API key, every request needs `Authorization: Bearer KEY`."
+        ),
+    },
+    "servers": [{"url": API_PREFIX}],
+    "security": [{}, {"bearer": []}],
+    "paths": {
+        "/servers": {
+            "get": {
+                "operationId": "listServers",
+                "summary": "Every configured upstream server and its state.",
+                "responses": {
+                    "200": _ok(
+                        "The servers.",
+                        {
+                            "type": "object",
+                            "required": ["success", "servers"],
+                            "properties": {
+                                "success": {"const": True},
+                                "servers": {"type": "array", "items": {"$ref": "#/components/schemas/Server"}},
+                            },
+                        },
+                    ),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/servers/{name}": {
+            "get": {
+                "operationId": "getServer",
+                "summary": "One upstream server and its state.",
+                "parameters": [_NAME_PARAMETER],
+                "responses": {
+                    "200": _ok(
+                        "The server.",
+                        {
+                            "type": "object",
+                            "required": ["success", "server"],
+                            "properties": {
+                                "success": {"const": True},
+                                "server": {"$ref": "#/components/schemas/Server"},
+                            },
+                        },
+                    ),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                },
+            }
+        },
+        "/servers/{name}/login": {
+            "post": {
+                "operationId": "startLogin",
+                "summary": "Start an OAuth login; the user finishes it at the authorization URL.",
+                "parameters": [_NAME_PARAMETER],
+                "responses": {
+                    "202": _ok("The login has started.", {"$ref": "#/components/schemas/LoginStarted"}),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                    "409": _error_response(
+                        "The gateway's configuration or state prevents a login (e.g. client_id_required, "
+                        "callback_port_in_use, a login already running, a stdio server)."
+                    ),
+                    "502": _error_response(
+                        "The upstream's authorization server failed (metadata_discovery_failed, dcr_failed, "
+                        "pkce_unsupported, ...)."
+                    ),
+                    "503": _error_response("The token store is unavailable (token_store_unavailable)."),
+                    "504": _error_response("Timed out (login_timeout)."),
+                },
+            }
+        },
+        "/activity": {
+            "get": {
+                "operationId": "listActivity",
+                "summary": "Forwarded tool calls, most recently recorded first.",
+                "parameters": [
+                    {
+                        "name": "request_id",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only the call with this request id.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "server",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only calls to this server.",
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "At most this many records.",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                    },
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The records.",
+                        {
+                            "type": "object",
+                            "required": ["success", "activity"],
+                            "properties": {
+                                "success": {"const": True},
+                                "activity": {"type": "array", "items": {"$ref": "#/components/schemas/Activity"}},
+                            },
+                        },
+                    ),
+                    "400": _error_response("A query parameter is invalid (usage_error)."),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document.",
+                "responses": {
+                    "200": _ok("The OpenAPI 3.1 document.", {"type": "object"}),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The gateway's api_key; required when the gateway has one.",
+            }
+        },
+        "responses": {
+            "Unauthorized": _error_response("The gateway has an API key and the request did not carry it."),
+            "UnknownServer": _error_response("No server of this name is configured (config_invalid)."),
+        },
+        "schemas": {
+            "Server": {
+                "type": "object",
+                "required": ["name", "transport", "enabled", "state", "auth_state", "tool_count"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "url": {**_NULLABLE_STRING, "description": "Null for stdio servers."},
+                    "transport": {"type": "string", "examples": ["streamable-http", "sse", "stdio"]},
+                    "enabled": {"type": "boolean"},
+                    "state": {"type": "string", "description": "Connection state of the upstream."},
+                    "auth_state": {"type": "string", "description": "Login state of the upstream."},
+                    "tool_count": {"type": "integer", "minimum": 0},
+                    "last_error": {
+                        "description": "The last failure, in OAuthFlowError shape, or null.",
+                        "oneOf": [{"$ref": "#/components/schemas/OAuthFlowError"}, {"type": "null"}],
+                    },
+                },
+            },
+            "Activity": {
+                "type": "object",
+                "required": [
+                    "request_id",
+                    "server",
+                    "tool",
+                    "started_at",
+                    "duration_ms",
+                    "status",
+                    "request_bytes",
+                    "response_bytes",
+                ],
+                "properties": {
+                    "request_id": {"type": "string"},
+                    "correlation_id": _NULLABLE_STRING,
+                    "server": {"type": "string"},
+                    "tool": {"type": "string"},
+                    "started_at": {"type": "number", "description": "Seconds since the epoch."},
+                    "duration_ms": {"type": "number"},
+                    "status": {"type": "string", "enum": ["ok", "tool_error", "error"]},
+                    "error_type": _NULLABLE_STRING,
+                    "request_bytes": {"type": "integer", "minimum": 0},
+                    "response_bytes": {"type": "integer", "minimum": 0},
+                    "arguments": {
+                        **_NULLABLE_STRING,
+                        "description": "The call's arguments as JSON; null unless the gateway records them.",
+                    },
+                },
+            },
+            "LoginStarted": {
+                "type": "object",
+                "required": ["success", "server_name", "authorization_url", "browser_opened", "correlation_id"],
+                "properties": {
+                    "success": {"const": True},
+                    "server_name": {"type": "string"},
+                    "authorization_url": {**_NULLABLE_STRING, "format": "uri"},
+                    "browser_opened": {"type": "boolean"},
+                    "correlation_id": {"type": "string"},
+                },
+            },
+            "OAuthFlowError": {
+                "type": "object",
+                "required": [
+                    "success",
+                    "error_type",
+                    "server_name",
+                    "message",
+                    "suggestion",
+                    "correlation_id",
+                    "request_id",
+                    "details",
+                ],
+                "properties": {
+                    "success": {"const": False},
+                    "error_type": {"type": "string", "enum": [str(t) for t in ErrorType]},
+                    "server_name": _NULLABLE_STRING,
+                    "message": {"type": "string"},
+                    "suggestion": {"type": "string"},
+                    "correlation_id": _NULLABLE_STRING,
+                    "request_id": _NULLABLE_STRING,
+                    "details": {"type": "object"},
+                },
+            },
+        },
+    },
+}

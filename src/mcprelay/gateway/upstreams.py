@@ -1,0 +1,498 @@
+"""One supervisor per upstream server: connect, keep the session, cache its lists, reconnect, wait for logins.
+
+Every upstream runs in its own task and reports through a callback, so one slow or broken server
+never delays another or the gateway's start. A server that needs a login is parked in
+``login_required`` and watches the token store (cheaply, every couple of seconds) instead of opening
+a browser: the gateway runs unattended, and the login happens in a terminal or through the REST API.
+Calls are forwarded on the shared SDK session without any lock, so concurrent calls overlap; the
+token manager underneath makes sure concurrent 401s still cause one refresh.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO, TypeVar
+
+import anyio
+import anyio.to_thread
+import httpx2
+import mcp_types as types
+from mcp.client.client import Client
+from mcp.client.session import IncomingMessage
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+from mcprelay import diaglog
+from mcprelay.config import ServerConfig
+from mcprelay.connect import open_upstream
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.gateway.stderrlog import captured_stderr, upstream_log_path
+from mcprelay.oauth.auth import OAuth
+from mcprelay.oauth.grant import load_grant
+from mcprelay.store.base import TokenStore
+
+logger = logging.getLogger(__name__)
+
+UpstreamState = Literal["connecting", "ready", "login_required", "error", "disabled"]
+AuthState = Literal["authenticated", "login_required", "none", "unknown"]
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class UpstreamEnv:
+    """What every supervisor shares: where tokens and logs live, and its timing policy."""
+
+    store: TokenStore
+    http: httpx2.AsyncClient
+    home: Path
+    call_timeout: float = 120.0
+    connect_timeout: float = 30.0
+    login_poll_interval: float = 2.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    ping_interval: float = 20.0
+    wait_for_connect: float = 10.0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What one upstream offers, as last listed."""
+
+    tools: tuple[types.Tool, ...] = ()
+    resources: tuple[types.Resource, ...] = ()
+    templates: tuple[types.ResourceTemplate, ...] = ()
+    prompts: tuple[types.Prompt, ...] = ()
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The structured error inside SDK task-group wrappers, else the first leaf exception."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [exc]
+        while stack:
+            current = stack.pop(0)
+            if isinstance(current, BaseExceptionGroup):
+                stack.extend(current.exceptions)
+            else:
+                leaves.append(current)
+        for leaf in leaves:
+            if isinstance(leaf, McpRelayError):
+                return leaf
+        return leaves[0] if leaves else exc
+    return exc
+
+
+def _grant_fingerprint(store: TokenStore, server: str) -> str | None:
+    grant = load_grant(store, server)
+    if grant is None:
+        return None
+    return hashlib.sha256(json.dumps(grant.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class _Signals:
+    """Why the supervisor's session loop should wake up: a relist, a broken session, a login."""
+
+    event: anyio.Event = field(default_factory=anyio.Event)
+    relist: bool = False
+    broken: str | None = None
+
+    def kick(self) -> None:
+        self.event.set()
+
+
+class Upstream:
+    """One configured server: its supervisor task, state, cached lists and the forwarding of requests."""
+
+    def __init__(
+        self, config: ServerConfig, env: UpstreamEnv, on_change: Callable[[Upstream, bool], None]
+    ) -> None:
+        self.config = config
+        self.env = env
+        self.on_change = on_change
+        self.state: UpstreamState = "connecting" if config.enabled else "disabled"
+        self.catalog = Catalog()
+        self.last_error: McpRelayError | None = None
+        self.needs_oauth: bool | None = False if config.transport == "stdio" else None
+        self.connected_at: float | None = None
+        self._client: Client | None = None
+        self._auth: OAuth | None = None
+        self._signals = _Signals()
+        self._state_changed = anyio.Event()
+        self._scope = anyio.CancelScope()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def auth_state(self) -> AuthState:
+        if self.state == "login_required":
+            return "login_required"
+        if self.needs_oauth is False:
+            return "none"
+        if self.needs_oauth and self.state == "ready":
+            return "authenticated"
+        return "unknown"
+
+    def describe(self) -> dict[str, Any]:
+        """The row the REST API and ``upstream list`` show."""
+        return {
+            "name": self.name,
+            "url": self.config.url or None,
+            "transport": self.config.transport,
+            "enabled": self.config.enabled,
+            "state": self.state,
+            "auth_state": self.auth_state,
+            "tool_count": len(self.catalog.tools),
+            "last_error": self.last_error.to_dict() if self.last_error else None,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def stop(self) -> None:
+        self._scope.cancel()
+
+    def wake(self) -> None:
+        """Look again now (a login just completed) instead of at the next poll."""
+        self._signals.kick()
+
+    async def run(self) -> None:
+        """Supervise until stopped: connect, serve, and after a failure back off or wait for a login."""
+        if not self.config.enabled:
+            self._set_state("disabled")
+            return
+        with self._scope:
+            backoff = self.env.backoff_initial
+            while True:
+                self._set_state("connecting")
+                try:
+                    served = await self._attempt()
+                except McpRelayError as exc:
+                    self._failed(exc)
+                    if exc.error_type == ErrorType.LOGIN_REQUIRED:
+                        await self._wait_for_login(exc)
+                        backoff = self.env.backoff_initial
+                        continue
+                else:
+                    if served:
+                        backoff = self.env.backoff_initial
+                        continue  # the session ended after it was up: reconnect at once
+                await self._sleep_or_wake(backoff)
+                backoff = min(backoff * 2, self.env.backoff_max)
+
+    async def _attempt(self) -> bool:
+        """One session; returns whether it got ready. Failures are raised as :class:`McpRelayError`."""
+        ready = anyio.Event()
+        timed_out = False
+        served = False
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watchdog() -> None:
+                    nonlocal timed_out
+                    with anyio.move_on_after(self.env.connect_timeout):
+                        await ready.wait()
+                        return
+                    timed_out = True
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watchdog)
+                served = await self._session(ready)
+                tg.cancel_scope.cancel()
+        except Exception as exc:  # the SDK wraps transport failures in groups; classify the real cause
+            raise self._as_error(root_cause(exc)) from None
+        finally:
+            self._client = None
+            self._auth = None
+            self.connected_at = None
+        if timed_out:
+            raise McpRelayError(
+                ErrorType.UPSTREAM_ERROR,
+                f"{self.name} did not finish connecting within {self.env.connect_timeout:g} s",
+                suggestion=f"check that {self.name} is reachable; see `mcprelay upstream logs {self.name}`",
+                server=self.name,
+            )
+        if not served:
+            return False
+        self._failed(
+            McpRelayError(
+                ErrorType.UPSTREAM_ERROR, f"the session to {self.name} ended", server=self.name,
+                suggestion="mcprelay reconnects on its own",
+            ),
+            quiet=True,
+        )
+        return True
+
+    async def _session(self, ready: anyio.Event) -> bool:
+        errlog: contextlib.AbstractContextManager[TextIO | None] = (
+            captured_stderr(upstream_log_path(self.env.home, self.name))
+            if self.config.transport == "stdio"
+            else contextlib.nullcontext(None)
+        )
+        with errlog as stderr:
+            async with open_upstream(
+                self.config,
+                store=self.env.store,
+                http=self.env.http,
+                home=self.env.home,
+                login=None,
+                errlog=stderr,
+                request_timeout=self.env.call_timeout,
+            ) as (client, auth):
+                self._auth = auth
+                self.needs_oauth = auth is not None
+                self._signals = _Signals()
+                # open_upstream builds the Client; the SDK reads its message handler from the session.
+                client.session._message_handler = self._on_message
+                catalog = await self._list_all(client)
+                self._client = client
+                self.connected_at = time.time()
+                self.last_error = None
+                ready.set()
+                self._set_catalog(catalog, state="ready")
+                diaglog.event("upstream_ready", server=self.name, correlation_id=None, tools=len(catalog.tools))
+                await self._serve(client)
+                return True
+
+    async def _serve(self, client: Client) -> None:
+        """Wait for work on the open session: relists on notifications, pings to notice a dead peer."""
+        while True:
+            with anyio.move_on_after(self.env.ping_interval):
+                await self._signals.event.wait()
+            signals = self._signals
+            self._signals = _Signals()
+            if signals.broken:
+                raise McpRelayError(ErrorType.UPSTREAM_ERROR, signals.broken, server=self.name)
+            if signals.relist:
+                self._set_catalog(await self._list_all(client))
+            elif not signals.event.is_set():
+                with anyio.fail_after(10):
+                    await client.session.send_ping()
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        """Runs inline in the session's reader: only flag the work, never await a request here."""
+        if isinstance(
+            message,
+            types.ToolListChangedNotification | types.ResourceListChangedNotification
+            | types.PromptListChangedNotification,
+        ):
+            self._signals.relist = True
+            self._signals.kick()
+        elif isinstance(message, Exception):
+            logger.debug("%s: transport reported %r", self.name, message)
+
+    async def _list_all(self, client: Client) -> Catalog:
+        caps = client.server_capabilities
+        tools: list[types.Tool] = []
+        resources: list[types.Resource] = []
+        templates: list[types.ResourceTemplate] = []
+        prompts: list[types.Prompt] = []
+        with anyio.fail_after(self.env.connect_timeout):
+            if caps.tools is not None:
+                cursor: str | None = None
+                while True:
+                    page = await client.list_tools(cursor=cursor, cache_mode="bypass")
+                    tools.extend(page.tools)
+                    if not (cursor := page.next_cursor):
+                        break
+            if caps.resources is not None:
+                cursor = None
+                while True:
+                    rpage = await client.list_resources(cursor=cursor, cache_mode="bypass")
+                    resources.extend(rpage.resources)
+                    if not (cursor := rpage.next_cursor):
+                        break
+                with contextlib.suppress(MCPError):
+                    tpage = await client.list_resource_templates(cache_mode="bypass")
+                    templates.extend(tpage.resource_templates)
+            if caps.prompts is not None:
+                cursor = None
+                while True:
+                    ppage = await client.list_prompts(cursor=cursor, cache_mode="bypass")
+                    prompts.extend(ppage.prompts)
+                    if not (cursor := ppage.next_cursor):
+                        break
+        return Catalog(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
+
+    async def _wait_for_login(self, error: McpRelayError) -> None:
+        """Park until the token store holds a grant different from the one that failed (or none)."""
+        seen = await self._fingerprint()
+        diaglog.event(
+            "upstream_login_required", server=self.name, correlation_id=error.correlation_id,
+            message=error.message,
+        )
+        while True:
+            await self._sleep_or_wake(self.env.login_poll_interval)
+            current = await self._fingerprint()
+            if current is not None and current != seen:
+                return
+
+    async def _fingerprint(self) -> str | None:
+        try:
+            return await anyio.to_thread.run_sync(_grant_fingerprint, self.env.store, self.name)
+        except McpRelayError:
+            return None
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._signals.event.wait()
+        self._signals = _Signals()
+
+    # ------------------------------------------------------------------ state
+
+    def _set_state(self, state: UpstreamState) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        self._notify_state()
+        self.on_change(self, False)
+
+    def _set_catalog(self, catalog: Catalog, *, state: UpstreamState | None = None) -> None:
+        changed = catalog != self.catalog
+        self.catalog = catalog
+        if state is not None and state != self.state:
+            self.state = state
+            self._notify_state()
+        self.on_change(self, changed)
+
+    def _notify_state(self) -> None:
+        self._state_changed.set()
+        self._state_changed = anyio.Event()
+
+    def _failed(self, error: McpRelayError, *, quiet: bool = False) -> None:
+        error.with_context(server=self.name, correlation_id=new_correlation_id())
+        self.last_error = error
+        had_tools = bool(self.catalog.tools or self.catalog.resources or self.catalog.prompts)
+        self.catalog = Catalog()
+        state: UpstreamState = "login_required" if error.error_type == ErrorType.LOGIN_REQUIRED else "error"
+        if not quiet:
+            diaglog.event(
+                "upstream_failed", server=self.name, correlation_id=error.correlation_id, level="warning",
+                error_type=str(error.error_type), message=error.message,
+            )
+        self.state = state
+        self._notify_state()
+        self.on_change(self, had_tools)
+
+    def _as_error(self, exc: BaseException) -> McpRelayError:
+        if isinstance(exc, McpRelayError):
+            return exc
+        if self._auth is not None and self._auth.last_error is not None:
+            return self._auth.last_error
+        message = str(exc) or type(exc).__name__
+        return McpRelayError(
+            ErrorType.UPSTREAM_ERROR,
+            f"cannot connect to {self.name}: {type(exc).__name__}: {message[:300]}",
+            suggestion=f"check that {self.name} is reachable; see `mcprelay upstream logs {self.name}` for stdio",
+            server=self.name,
+            correlation_id=new_correlation_id(),
+        )
+
+    # ------------------------------------------------------------------ forwarding
+
+    async def _ready_client(self, request_id: str) -> Client:
+        """The live session, waiting briefly while a first connection is under way; never hangs."""
+        deadline = anyio.current_time() + self.env.wait_for_connect
+        while self.state == "connecting" and self._client is None:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            with anyio.move_on_after(remaining):
+                await self._state_changed.wait()
+        client = self._client
+        if client is not None and self.state == "ready":
+            return client
+        raise self.unavailable(request_id)
+
+    def unavailable(self, request_id: str) -> McpRelayError:
+        """The structured error for a request to a server that is not connected."""
+        base = self.last_error
+        if self.state == "login_required":
+            return McpRelayError(
+                ErrorType.LOGIN_REQUIRED,
+                f"{self.name} requires a login before its tools can be used",
+                suggestion=f"mcprelay auth login --server {self.name}",
+                server=self.name,
+                correlation_id=base.correlation_id if base else new_correlation_id(),
+                request_id=request_id,
+            )
+        detail = f": {base.message}" if base else ""
+        return McpRelayError(
+            base.error_type if base else ErrorType.UPSTREAM_ERROR,
+            f"{self.name} is not connected (state: {self.state}){detail}",
+            suggestion=(base.suggestion if base and base.suggestion else f"check `mcprelay upstream list`; "
+                        f"stdio servers log to `mcprelay upstream logs {self.name}`"),
+            server=self.name,
+            correlation_id=base.correlation_id if base else None,
+            request_id=request_id,
+            details=base.details if base else None,
+        )
+
+    async def _forward(self, what: str, request_id: str, call: Callable[[Client], Awaitable[_T]]) -> _T:
+        client = await self._ready_client(request_id)
+        auth = self._auth
+        before = auth.last_error if auth else None
+        try:
+            with anyio.fail_after(self.env.call_timeout + 5):
+                return await call(client)
+        except TimeoutError:
+            raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:
+                self._signals.broken = f"the connection to {self.name} closed"
+                self._signals.kick()
+            if exc.code == types.REQUEST_TIMEOUT:
+                raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
+            raise self._call_error(what, request_id, exc.message) from None
+        except Exception as exc:
+            cause = root_cause(exc)
+            if auth is not None and auth.last_error is not None and auth.last_error is not before:
+                cause = auth.last_error
+            if isinstance(cause, McpRelayError):
+                if cause.error_type == ErrorType.LOGIN_REQUIRED:
+                    self._signals.broken = cause.message
+                    self._signals.kick()
+                raise McpRelayError(
+                    cause.error_type, cause.message, suggestion=cause.suggestion, server=self.name,
+                    correlation_id=cause.correlation_id, request_id=request_id, details=cause.details,
+                ) from None
+            self._signals.broken = f"{type(cause).__name__}: {cause}"
+            self._signals.kick()
+            raise self._call_error(what, request_id, f"{type(cause).__name__}: {str(cause)[:300]}") from None
+
+    def _call_error(self, what: str, request_id: str, message: str) -> McpRelayError:
+        return McpRelayError(
+            ErrorType.UPSTREAM_ERROR,
+            f"{what} on {self.name} failed: {message}",
+            suggestion=f"check `mcprelay upstream list` and `mcprelay upstream logs {self.name}`",
+            server=self.name,
+            request_id=request_id,
+        )
+
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any] | None, *, request_id: str, progress: ProgressFnT | None = None
+    ) -> types.CallToolResult:
+        return await self._forward(
+            f"tool {tool}",
+            request_id,
+            lambda c: c.call_tool(
+                tool, arguments, read_timeout_seconds=self.env.call_timeout, progress_callback=progress
+            ),
+        )
+
+    async def read_resource(self, uri: str, *, request_id: str) -> types.ReadResourceResult:
+        return await self._forward(f"resource {uri}", request_id, lambda c: c.read_resource(uri, cache_mode="bypass"))
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None, *, request_id: str
+    ) -> types.GetPromptResult:
+        return await self._forward(f"prompt {name}", request_id, lambda c: c.get_prompt(name, arguments))

@@ -1,0 +1,50 @@
+"""A tiny stdio MCP server for tests and demos: ``python -m mcprelay.testing.stdio_server``.
+
+It offers a tool, a resource and a prompt so the gateway's name and URI mapping can be seen end to
+end, and writes a line to stderr at start so the upstream log capture has something to capture.
+``MCPRELAY_TEST_TOOL_PREFIX`` renames its tools, which lets a test run two distinguishable copies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+
+
+def build() -> MCPServer[Any]:
+    prefix = os.environ.get("MCPRELAY_TEST_TOOL_PREFIX", "")
+    server: MCPServer[Any] = MCPServer("mcprelay-stdio-test", version="0.1.0", log_level="WARNING")
+
+    @server.tool(name=f"{prefix}echo")
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    @server.tool(name=f"{prefix}upper")
+    def upper(text: str) -> str:
+        """Return the text in capitals."""
+        return text.upper()
+
+    @server.resource("memo://greeting", name="greeting", mime_type="text/plain")
+    def greeting() -> str:
+        """A fixed greeting."""
+        return "hello from stdio"
+
+    @server.prompt(name="summarize")
+    def summarize(topic: str) -> str:
+        """Ask for a summary of a topic."""
+        return f"Summarize {topic} in one sentence."
+
+    return server
+
+
+def main() -> None:
+    print("stdio test server starting", file=sys.stderr, flush=True)
+    build().run("stdio")
+
+
+if __name__ == "__main__":
+    main()
