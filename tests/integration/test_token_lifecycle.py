@@ -80,6 +80,12 @@ async def test_fifty_coroutines_after_expiry_send_one_refresh(
     assert servers.auth.counters.refresh_total - before == 1
     assert servers.auth.counters.grants_revoked == 0
     assert servers.auth.introspect(tokens[0]) is not None
+    # The refresh is in the diagnostic log; the rotated secrets are not.
+    rotated = load_grant(store, "strict")
+    assert rotated and rotated.tokens.refresh_token
+    log = (home / "logs" / "mcprelay.log").read_text()
+    assert "refresh_succeeded" in log
+    assert rotated.tokens.access_token not in log and rotated.tokens.refresh_token not in log
 
 
 async def test_concurrent_tool_calls_after_expiry_overlap_and_share_one_refresh(
