@@ -337,7 +337,8 @@ async def test_a_killed_lock_holder_does_not_block_the_others(
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
-         "FileLock(sys.argv[1], thread_local=False).acquire(); print('locked', flush=True); time.sleep(600)",
+         "lock = FileLock(sys.argv[1], thread_local=False); lock.acquire(); print('locked', flush=True); "
+         "time.sleep(600)",
          str(lock_path)],
         stdout=subprocess.PIPE, text=True,
     )
@@ -345,7 +346,8 @@ async def test_a_killed_lock_holder_does_not_block_the_others(
     await until_expired(store)
     procs = [cli(home, config, "call", "strict", "echo", "--args", '{"text": "k"}', "--json") for _ in range(4)]
     await anyio.sleep(2.0)
-    assert all(p.poll() is None for p in procs)  # they wait for the lock...
+    early = [p.communicate() for p in procs if p.poll() is not None]
+    assert not early, early  # they wait for the lock...
     assert servers.auth.counters.refresh_total == 0
     holder.send_signal(signal.SIGKILL)
     holder.wait()
