@@ -49,6 +49,17 @@ def _global(
 
 _current: list[Runtime] = []
 
+# Typer ≥ 0.29 raises from its own bundled copy of click; older releases raise click's own classes.
+_EXIT: tuple[type[BaseException], ...] = (typer.Exit, click.exceptions.Exit)
+_ABORT: tuple[type[BaseException], ...] = (typer.Abort, click.exceptions.Abort)
+_USAGE: tuple[type[BaseException], ...] = (click.ClickException,)
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+
+    _USAGE = (*_USAGE, _TyperClickException)
+except ImportError:  # pragma: no cover - older typer
+    pass
+
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure ends here as a rendered error and a contract exit code."""
@@ -57,12 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     except McpRelayError as exc:
         json_output = bool(_current and _current[-1].json_output) or "--json" in (argv or sys.argv)
         sys.exit(render_error(exc, json_output))
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except _EXIT as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except _USAGE as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (*_ABORT, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
