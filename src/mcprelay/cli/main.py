@@ -51,7 +51,7 @@ _current: list[Runtime] = []
 
 # Typer ≥ 0.29 raises from its own bundled copy of click; older releases raise click's own classes.
 _EXIT: tuple[type[BaseException], ...] = (typer.Exit, click.exceptions.Exit)
-_ABORT: tuple[type[BaseException], ...] = (typer.Abort, click.exceptions.Abort)
+_ABORT: tuple[type[BaseException], ...] = (typer.Abort, click.exceptions.Abort, KeyboardInterrupt)
 _USAGE: tuple[type[BaseException], ...] = (click.ClickException,)
 try:
     from typer._click.exceptions import ClickException as _TyperClickException
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
-    except (*_ABORT, KeyboardInterrupt):
+    except _ABORT:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)
