@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +27,22 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
-def log_events(home: Path) -> list[dict[str, Any]]:
-    import json
+@pytest.fixture
+def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The diagnostic log pointed into this test's directory (and pointed back afterwards)."""
+    monkeypatch.setattr(diaglog, "_path", diaglog.log_path())
+    return diaglog.configure(tmp_path)
 
+
+def events(path: Path, name: str) -> list[dict[str, Any]]:
+    """The diagnostic log's events called ``name``."""
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["event"] == name]
+
+
+def log_events(home: Path) -> list[dict[str, Any]]:
     log = home / "logs" / "mcprelay.log"
     if not log.exists():
         return []

@@ -16,12 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 
-from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.rfc8252 import (
     NO_LOGIN_MESSAGE,
@@ -31,28 +29,14 @@ from mcprelay.oauth.rfc8252 import (
     errno_code,
 )
 
+from tests.conftest import events
+
 pytestmark = pytest.mark.integration
 
 ISSUER = "https://as.example"
 STATE = "state-0123456789"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(diaglog, "_path", diaglog.log_path())  # restored after the test
-    return diaglog.configure(tmp_path)
-
-
-def events(path: Path, name: str) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["event"] == name]
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ range) are injected through the ``bind`` hook; the fallback bind is real, on por
 from __future__ import annotations
 
 import errno
-import json
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.rfc8252 import (
     CallbackResult,
@@ -26,27 +24,12 @@ from mcprelay.oauth.rfc8252 import (
     parse_loopback_redirect,
     render_page,
 )
+from tests.conftest import events
 
 ISSUER = "https://as.example"
 STATE = "s-0123456789abcdef"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr(diaglog, "_path", diaglog.log_path())  # restored after the test
-    return diaglog.configure(tmp_path)
-
-
-def events(path: Path, name: str) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["event"] == name]
 
 
 def refusing(port: int, err: int = errno.EACCES) -> Any:
