@@ -28,7 +28,6 @@ from mcprelay.oauth.rfc8252 import (
     default_bind,
     errno_code,
 )
-
 from tests.conftest import events
 
 pytestmark = pytest.mark.integration
