@@ -236,3 +236,24 @@ def test_listen_beyond_loopback_needs_an_api_key(tmp_path: Path) -> None:
     result = mcprelay(tmp_path / "home", config, "serve", "--listen", "0.0.0.0:0", timeout=30)
     assert result.returncode == 2
     assert "config_invalid" in result.stdout + result.stderr
+
+
+async def test_rest_login_returns_the_url_and_the_server_connects(
+    strict_servers: Callable[..., Servers], tmp_path: Path
+) -> None:
+    servers = strict_servers()
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"b": {"url": servers.mcp_url}, "a": stdio_server()})
+    async with http_gateway(home, config) as base:
+        async with httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as api:
+            refused = await api.post("/servers/a/login")
+            assert refused.status_code == 409 and refused.json()["error_type"] == "usage_error"
+            started = await api.post("/servers/b/login")
+            assert started.status_code == 202, started.text
+            body = started.json()
+            assert body["authorization_url"].startswith(servers.base) and body["correlation_id"]
+            with anyio.fail_after(20):
+                while (await api.get("/servers/b")).json()["server"]["state"] != "ready":
+                    await anyio.sleep(0.2)
+            row = (await api.get("/servers/b")).json()["server"]
+            assert row["auth_state"] == "authenticated" and row["tool_count"] == 4
