@@ -149,7 +149,7 @@ def test_config_error_names_file_server_and_field(tmp_path: Path) -> None:
     config.write_text(json.dumps({"mcpServers": {"gh": {"url": "https://x.example/mcp", "oauth": {"scopez": []}}}}))
     result = run(tmp_path / "home", config, "auth", "status")
     assert result.returncode == 2
-    assert "bad.json" in result.stderr and "gh" in result.stderr and "scopez" in result.stderr
+    assert "bad.json" in result.stderr and "[gh]" in result.stderr and "scopez" in result.stderr
 
 
 def test_unknown_server_is_a_usage_error(tmp_path: Path) -> None:

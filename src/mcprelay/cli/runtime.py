@@ -79,8 +79,9 @@ def render_error(error: McpRelayError, json_output: bool) -> int:
         from rich.console import Console
         from rich.markup import escape
 
-        console = Console(stderr=True, highlight=False)
-        where = f" [{escape(error.server)}]" if error.server else ""
+        # soft_wrap: a piped or captured message stays on one line, whole, for scripts to grep.
+        console = Console(stderr=True, highlight=False, soft_wrap=True)
+        where = f" {escape('[' + error.server + ']')}" if error.server else ""
         console.print(f"[bold red]error[/] ({error.error_type}){where}: {escape(error.message)}")
         if error.suggestion:
             console.print(f"[bold]what to do:[/] {escape(error.suggestion)}")
