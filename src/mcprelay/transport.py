@@ -6,17 +6,93 @@ token behind it is obtained.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
+import anyio
 import httpx2
+from mcp.client import Transport
 from mcp.client.client import Client
+from mcp.client.session import MessageHandlerFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.message import SessionMessage
 
 from mcprelay.httpclient import USER_AGENT
+
+#: Called (synchronously, from the session's reader) once the server's side of the connection has ended.
+OnClosed = Callable[[], None]
+
+
+class _ReportingReadStream:
+    """A transport's read stream that reports its end.
+
+    The SDK's session notices that the server went away (a stdio process died, an SSE stream
+    dropped) only when the next request fails, and a supervisor that sends no requests would keep
+    a dead session for a whole ping interval. The end of the read stream is the earliest sign.
+    """
+
+    def __init__(self, inner: Any, on_closed: OnClosed) -> None:
+        """``inner`` is the SDK's read stream (typed ``Any``: the SDK exports no public name for its type)."""
+        self._inner = inner
+        self._on_closed = on_closed
+        self._reported = False
+
+    @property
+    def last_context(self) -> Any:
+        """The SDK reads the sender's context from the stream it was given, so pass the inner one's on."""
+        return getattr(self._inner, "last_context", None)
+
+    def _report(self) -> None:
+        if not self._reported:
+            self._reported = True
+            self._on_closed()
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            item: SessionMessage | Exception = await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._report()
+            raise
+        return item
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _ReportingReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _ReportingReadStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc_val: BaseException | None, exc_tb: TracebackType | None
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+
+def _reporting(transport: Transport, on_closed: OnClosed | None) -> Transport:
+    """``transport`` with its read stream wrapped so ``on_closed`` hears of its end (unchanged without one)."""
+    if on_closed is None:
+        return transport
+    report = on_closed
+
+    @asynccontextmanager
+    async def wrapped() -> AsyncIterator[Any]:
+        async with transport as (read, write):
+            yield _ReportingReadStream(read, report), write
+
+    return wrapped()
 
 
 @asynccontextmanager
@@ -27,9 +103,17 @@ async def open_session(
     auth: httpx2.Auth | None = None,
     headers: dict[str, str] | None = None,
     request_timeout: float = 60.0,
+    message_handler: MessageHandlerFnT | None = None,
+    on_closed: OnClosed | None = None,
 ) -> AsyncIterator[Client]:
     """An initialized SDK ``Client``. ``auto`` asks ``server/discover`` first (servers of the 2026 spec
-    refuse a bare ``initialize``) and falls back to the ``initialize`` handshake for older ones."""
+    refuse a bare ``initialize``) and falls back to the ``initialize`` handshake for older ones.
+
+    ``message_handler`` receives the server's notifications (and transport errors). It is given to the
+    ``Client`` at construction so that it is in place before the handshake: a notification sent right
+    after ``initialize`` is not lost, and the SDK's own response-cache eviction still runs in front of it.
+    ``on_closed`` is told when the server's side of the connection ends (see :class:`_ReportingReadStream`).
+    """
     all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     if transport == "sse":
 
@@ -37,14 +121,20 @@ async def open_session(
             return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth)
 
         async with Client(
-            sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), mode="auto"
+            _reporting(sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), on_closed),
+            mode="auto",
+            message_handler=message_handler,
         ) as client:
             yield client
         return
     http = httpx2.AsyncClient(
         headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0))
     )
-    async with http, Client(streamable_http_client(url, http_client=http), mode="auto") as client:
+    async with http, Client(
+        _reporting(streamable_http_client(url, http_client=http), on_closed),
+        mode="auto",
+        message_handler=message_handler,
+    ) as client:
         yield client
 
 
@@ -55,10 +145,19 @@ async def open_stdio_session(
     env: dict[str, str] | None = None,
     *,
     errlog: TextIO | None = None,
+    message_handler: MessageHandlerFnT | None = None,
+    on_closed: OnClosed | None = None,
 ) -> AsyncIterator[Client]:
-    """An initialized SDK ``Client`` on a local server subprocess (stdin/stdout)."""
+    """An initialized SDK ``Client`` on a local server subprocess (stdin/stdout); see :func:`open_session`.
+
+    ``on_closed`` fires when the process closes its stdout, which is how its death shows.
+    """
     import sys
 
     params = StdioServerParameters(command=command, args=list(args), env=env or None)
-    async with Client(stdio_client(params, errlog=errlog or sys.stderr), mode="auto") as client:
+    async with Client(
+        _reporting(stdio_client(params, errlog=errlog or sys.stderr), on_closed),
+        mode="auto",
+        message_handler=message_handler,
+    ) as client:
         yield client

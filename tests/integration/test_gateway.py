@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx2
@@ -23,77 +18,25 @@ from mcp.client.stdio import StdioServerParameters
 from mcprelay.testing.asgi import ThreadedServer, serve_in_thread
 from mcprelay.testing.sse_server import build_sse_app
 from tests.conftest import Servers
+from tests.integration.gateway_helpers import (
+    Notifications,
+    cli_env,
+    error_payload,
+    http_gateway,
+    mcprelay,
+    stdio_server,
+    text,
+    wait_for_tools,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-def _env(home: Path) -> dict[str, str]:
-    script = home.parent / "follow.sh"
-    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m mcprelay.testing.browser "$1"\n')
-    script.chmod(0o700)
-    return {**os.environ, "BROWSER": str(script), "MCPRELAY_HEADLESS": ""}
-
-
-def mcprelay(home: Path, config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config), *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=_env(home),
-    )
-
-
-def stdio_server(prefix: str = "") -> dict[str, Any]:
-    env = {"MCPRELAY_TEST_TOOL_PREFIX": prefix} if prefix else {}
-    return {"command": sys.executable, "args": ["-m", "mcprelay.testing.stdio_server"], "env": env}
-
-
-def write_config(path: Path, servers: dict[str, Any], **top: Any) -> Path:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"token_store": "file", "mcpServers": servers, **top}))
-    tmp.replace(path)
-    return path
 
 
 @pytest.fixture
 def sse_server() -> Iterator[ThreadedServer]:
     with serve_in_thread(build_sse_app()) as server:
         yield server
-
-
-class Notifications:
-    """Collects what the gateway pushes to a client, so tests can wait for list_changed."""
-
-    def __init__(self) -> None:
-        self.seen: list[Any] = []
-
-    async def __call__(self, message: Any) -> None:
-        self.seen.append(message)
-
-    def tools_changed(self) -> int:
-        return sum(isinstance(m, types.ToolListChangedNotification) for m in self.seen)
-
-
-async def wait_for_tools(client: Client, wanted: set[str], timeout: float = 30) -> set[str]:
-    with anyio.fail_after(timeout):
-        while True:
-            names = {t.name for t in (await client.list_tools(cache_mode="bypass")).tools}
-            if wanted <= names:
-                return names
-            await anyio.sleep(0.2)
-
-
-def error_payload(result: types.CallToolResult) -> dict[str, Any]:
-    assert result.is_error
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    payload: dict[str, Any] = json.loads(block.text)
-    return payload
-
-
-def text(result: types.CallToolResult) -> str:
-    assert not result.is_error, result.content
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def test_stdio_gateway_aggregates_three_transports_and_refreshes_once(
@@ -108,7 +51,7 @@ async def test_stdio_gateway_aggregates_three_transports_and_refreshes_once(
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "mcprelay", "--home", str(home), "--config", str(config), "serve", "--stdio"],
-        env=_env(home),
+        env=cli_env(home),
     )
     async with Client(params, mode="legacy") as client:
         names = await wait_for_tools(client, {"a__echo", "b__echo", "c__echo"})
@@ -141,34 +84,6 @@ async def test_stdio_gateway_aggregates_three_transports_and_refreshes_once(
     assert logs.returncode == 0 and "stdio test server starting" in logs.stdout
 
 
-@asynccontextmanager
-async def http_gateway(home: Path, config: Path) -> AsyncIterator[str]:
-    """``serve --listen 127.0.0.1:0`` in a subprocess; yields its base URL from ``state/gateway.json``."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config),
-         "serve", "--listen", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(home),
-    )
-    runfile = home / "state" / "gateway.json"
-    try:
-        deadline = time.monotonic() + 30
-        while not runfile.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "the gateway did not start"
-            await anyio.sleep(0.1)
-        yield str(json.loads(runfile.read_text())["url"])
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
-    assert not runfile.exists()
-
-
 async def test_http_gateway_login_required_then_login_and_live_config(
     strict_servers: Callable[..., Servers], tmp_path: Path
 ) -> None:
@@ -182,7 +97,7 @@ async def test_http_gateway_login_required_then_login_and_live_config(
         await wait_for_tools(client, {"a__echo"})
         rest = httpx2.get(f"{base}/api/v1/servers", timeout=10).json()
         rows = {row["name"]: row for row in rest["servers"]}
-        assert rows["a"]["state"] == "ready" and rows["a"]["tool_count"] == 2
+        assert rows["a"]["state"] == "ready" and rows["a"]["tool_count"] == 5
         deadline = time.monotonic() + 20
         while rows["b"]["state"] != "login_required":
             assert time.monotonic() < deadline, rows["b"]

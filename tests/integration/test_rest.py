@@ -75,6 +75,14 @@ class FakeGateway:
     def get_server(self, name: str) -> dict[str, Any] | None:
         return self.servers.get(name)
 
+    def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
+        rows = [
+            {"name": f"github__{tool}", "server": "github", "tool": tool, "description": f"{tool} things",
+             "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
+            for tool in ("search", "get_issue", "create_issue")
+        ]
+        return [r for r in rows if server is None or r["server"] == server]
+
     async def start_login(self, name: str) -> dict[str, Any]:
         self.logins.append(name)
         if name == "broken":
@@ -166,6 +174,18 @@ def test_login(api: tuple[httpx2.Client, FakeGateway]) -> None:
 
     assert_error(client.post("/servers/nope/login"), 404, "config_invalid")
     assert "nope" not in gateway.logins  # unknown names never reach the gateway
+
+
+def test_tools(api: tuple[httpx2.Client, FakeGateway]) -> None:
+    client, _ = api
+    body = client.get("/tools").json()
+    assert body["success"] is True
+    assert [t["name"] for t in body["tools"]] == ["github__search", "github__get_issue", "github__create_issue"]
+    assert body["tools"][0]["input_schema"]["properties"] == {"q": {"type": "string"}}
+    assert len(client.get("/tools", params={"server": "github"}).json()["tools"]) == 3
+    assert client.get("/tools", params={"server": "local"}).json() == {"success": True, "tools": []}
+    body = assert_error(client.get("/tools", params={"server": "nope"}), 404, "config_invalid")
+    assert body["server_name"] == "nope"
 
 
 def test_activity_filters_and_limit(api: tuple[httpx2.Client, FakeGateway]) -> None:
@@ -264,7 +284,7 @@ def test_openapi_document_is_valid_and_lists_every_route(api: tuple[httpx2.Clien
     assert served == documented_operations()
 
     schemas = document["components"]["schemas"]
-    assert {"Server", "Activity", "LoginStarted", "OAuthFlowError"} <= set(schemas)
+    assert {"Server", "Tool", "Activity", "LoginStarted", "OAuthFlowError"} <= set(schemas)
     assert set(schemas["OAuthFlowError"]["required"]) == ERROR_FIELDS
     assert set(schemas["OAuthFlowError"]["properties"]["error_type"]["enum"]) == {str(t) for t in ErrorType}
     assert set(schemas["Activity"]["properties"]) == set(ActivityRecord.__dataclass_fields__)
@@ -293,5 +313,7 @@ def test_responses_match_the_documented_schemas(api: tuple[httpx2.Client, FakeGa
     check(client.post("/servers/github/login"), "/servers/{name}/login", "post")
     check(client.post("/servers/broken/login"), "/servers/{name}/login", "post")
     check(client.post("/servers/github/login"), "/servers/{name}/login", "post")
+    check(client.get("/tools"), "/tools", "get")
+    check(client.get("/tools", params={"server": "nope"}), "/tools", "get")
     check(client.get("/activity"), "/activity", "get")
     check(client.get("/activity", params={"limit": "x"}), "/activity", "get")

@@ -21,8 +21,6 @@ import uvicorn
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
@@ -30,7 +28,7 @@ from mcprelay.config import LoadedConfig
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.activity import ActivityLog, activity_path
 from mcprelay.gateway.core import Gateway
-from mcprelay.gateway.rest import API_PREFIX, json_response, rest_routes
+from mcprelay.gateway.rest import API_PREFIX, rest_routes
 from mcprelay.gateway.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.security import guard, require_api_key_for
 from mcprelay.gateway.server import Downstream
@@ -85,27 +83,11 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
         await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
 
-def _tools_route(downstream: Downstream) -> Route:
-    """``GET /api/v1/tools``: the aggregated tools, for ``mcprelay tools list`` against a running gateway."""
-
-    async def tools(request: Request) -> Response:
-        server = request.query_params.get("server") or None
-        rows = [
-            {"name": r.name, "server": r.upstream.name, "tool": r.tool.name,
-             "description": r.tool.description or "", "input_schema": r.tool.input_schema}
-            for r in downstream.gateway.tools() if server is None or r.upstream.name == server
-        ]
-        return json_response({"success": True, "tools": rows})
-
-    return Route(f"{API_PREFIX}/tools", tools, methods=["GET"], name="api_tools")
-
-
 def build_http_app(downstream: Downstream, *, host: str, port: int, api_key: str | None) -> tuple[ASGIApp, Any]:
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server)
     routes: list[BaseRoute] = [
         Route("/mcp", StreamableHTTPASGIApp(manager)),
-        _tools_route(downstream),
         Mount(API_PREFIX, routes=rest_routes(downstream.gateway)),
     ]
 

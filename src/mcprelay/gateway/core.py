@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +43,8 @@ RESOURCE_PREFIX = "mcprelay://"
 
 #: A downstream sink for "the aggregated lists changed" (the MCP server broadcasts list_changed).
 ChangeListener = Callable[[], Awaitable[None]]
+#: A downstream sink for "this (exposed) resource URI changed" (resources/updated to its subscribers).
+UpdateListener = Callable[[str], Coroutine[Any, Any, None]]
 
 
 def exposed_name(server: str, name: str) -> str:
@@ -95,6 +97,7 @@ class Gateway:
         self.upstreams: dict[str, Upstream] = {}
         self.version = 0  # bumped whenever the aggregated lists may have changed
         self._listeners: list[ChangeListener] = []
+        self._update_listeners: list[UpdateListener] = []
         self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
         self._logins: LoginRunner | None = None
@@ -123,9 +126,18 @@ class Gateway:
     def add_listener(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
+    def add_update_listener(self, listener: UpdateListener) -> None:
+        self._update_listeners.append(listener)
+
+    def _resource_updated(self, upstream: Upstream, uri: str) -> None:
+        if self._tg is not None and self.upstreams.get(upstream.name) is upstream:
+            for listener in list(self._update_listeners):
+                self._tg.start_soon(listener, exposed_uri(upstream.name, uri))
+
     def _start(self, server: ServerConfig) -> None:
         assert self._tg is not None
         upstream = Upstream(server, self.env, self._upstream_changed)
+        upstream.on_resource_updated = self._resource_updated
         self.upstreams[server.name] = upstream
         self._tg.start_soon(upstream.run, name=f"upstream-{server.name}")
 
@@ -136,8 +148,10 @@ class Gateway:
         mode_changed = loaded.config.routing_mode != self.config.routing_mode
         old_store = self.config.token_store
         self.loaded = loaded
+        dropped = False
         for name, server in old.items():
             if name not in new or new[name] != server:
+                dropped = True
                 upstream = self.upstreams.pop(name, None)
                 if upstream is not None:
                     upstream.stop()
@@ -147,7 +161,9 @@ class Gateway:
                 self._start(server)
         if loaded.config.token_store != old_store:
             logger.warning("token_store changed in the config; it takes effect when the gateway restarts")
-        if mode_changed or old.keys() != new.keys():
+        # A restarted server's old tools are gone now, and the new ones may never come (a broken edit):
+        # clients must hear of it now, not only when (if) it connects again.
+        if mode_changed or dropped or old.keys() != new.keys():
             self._mark_changed()
 
     # ------------------------------------------------------------------ change notifications
@@ -207,6 +223,14 @@ class Gateway:
             raise McpRelayError(ErrorType.USAGE_ERROR, "the gateway is not running", server=name)
         return await self._logins.start(server)
 
+    def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
+        """``GET /api/v1/tools``: what ``mcprelay tools list`` prints, without connecting to every upstream again."""
+        return [
+            {"name": r.name, "server": r.upstream.name, "tool": r.tool.name,
+             "description": r.tool.description or "", "input_schema": r.tool.input_schema}
+            for r in self.tools() if server is None or r.upstream.name == server
+        ]
+
     def _login_succeeded(self, name: str) -> None:
         upstream = self.upstreams.get(name)
         if upstream is not None:
@@ -254,7 +278,10 @@ class Gateway:
                 f"unknown {what} {name!r}: expected "
                 + ("mcprelay://SERVER/URI" if what == "resource" else f"SERVER{SEPARATOR}NAME")
                 + f" with a configured server (configured: {known})",
-                suggestion="list what is available with `mcprelay tools list`",
+                # An agent in search mode cannot run the CLI, but it can search.
+                suggestion="find the tool's name with retrieve_tools"
+                if what == "tool" and self.config.routing_mode == "search"
+                else "list what is available with `mcprelay tools list`",
                 request_id=request_id,
             )
         return upstream, parts[1]
@@ -308,6 +335,13 @@ class Gateway:
         result = await upstream.read_resource(original, request_id=request_id)
         contents = [c.model_copy(update={"uri": exposed_uri(upstream.name, c.uri)}) for c in result.contents]
         return without_stamp(result.model_copy(update={"contents": contents}))
+
+    async def subscribe_resource(self, uri: str, subscribe: bool) -> None:
+        """Forward a (un)subscription to the upstream the URI names; a URI naming none never fires."""
+        parts = split_uri(uri)
+        upstream = self.upstreams.get(parts[0]) if parts else None
+        if parts is not None and upstream is not None:
+            await upstream.subscribe_resource(parts[1], subscribe, request_id=new_correlation_id())
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
         request_id = new_correlation_id()

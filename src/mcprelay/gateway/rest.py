@@ -1,13 +1,15 @@
-"""The gateway's REST API (mounted under ``/api/v1``): server state, starting logins, the activity log.
+"""The gateway's REST API (mounted under ``/api/v1``): server state, tools, starting logins, the activity log.
 
-Scripts and dashboards use it instead of scraping the CLI, so every answer is JSON, every failure is
-the contract's ``OAuthFlowError`` shape (``McpRelayError.to_dict()``), and the document at
-``/api/v1/openapi.json`` describes all of it. The document is written by hand, not generated, so that
-it is the reviewed contract rather than whatever the code happens to do.
+Scripts and dashboards use it instead of scraping the CLI, and the CLI itself asks a running gateway
+(``mcprelay tools list``, ``upstream list``) rather than connecting to every upstream again. So every
+answer is JSON, every failure is the contract's ``OAuthFlowError`` shape (``McpRelayError.to_dict()``),
+and the document at ``/api/v1/openapi.json`` describes all of it. The document is written by hand, not
+generated, so that it is the reviewed contract rather than whatever the code happens to do.
 
 Status codes, and why:
 
-* ``404`` with ``config_invalid`` for a server name that is not configured: the same error type the
+* ``404`` with ``config_invalid`` for a server name that is not configured (in the path, or in
+  ``GET /tools?server=``): the same error type the
   CLI gives for an unknown ``--server``, so scripts handle both alike. Unknown paths under
   ``/api/v1`` are ``404`` with ``usage_error``; a known path with a wrong method is ``405``.
 * ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000).
@@ -58,6 +60,10 @@ class GatewayControl(Protocol):
 
     async def start_login(self, name: str) -> dict[str, Any]:
         """Start a login; returns ``authorization_url``, ``browser_opened``, ``correlation_id``."""
+        ...
+
+    def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
+        """The tools of the ready servers (all, or ``server``'s): name, server, tool, description, input_schema."""
         ...
 
 
@@ -152,6 +158,12 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
             return error_response(_unknown_server(name), 404)
         return json_response({"success": True, "server": server})
 
+    async def list_tools(request: Request) -> Response:
+        server = request.query_params.get("server") or None
+        if server is not None and control.get_server(server) is None:
+            return error_response(_unknown_server(server), 404)
+        return json_response({"success": True, "tools": control.list_tools(server)})
+
     async def start_login(request: Request) -> Response:
         name = request.path_params["name"]
         if control.get_server(name) is None:
@@ -183,6 +195,7 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         Route("/servers", _guarded(list_servers), methods=["GET"], name="api_servers"),
         Route("/servers/{name}", _guarded(get_server), methods=["GET"], name="api_server"),
         Route("/servers/{name}/login", _guarded(start_login), methods=["POST"], name="api_server_login"),
+        Route("/tools", _guarded(list_tools), methods=["GET"], name="api_tools"),
         Route("/activity", _guarded(list_activity), methods=["GET"], name="api_activity"),
         Route("/openapi.json", _guarded(openapi), methods=["GET"], name="api_openapi"),
     ]
@@ -314,6 +327,36 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/tools": {
+            "get": {
+                "operationId": "listTools",
+                "summary": "The tools of the ready upstream servers, under the names the gateway exposes them by.",
+                "parameters": [
+                    {
+                        "name": "server",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only this server's tools.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The tools; servers that are not ready contribute none.",
+                        {
+                            "type": "object",
+                            "required": ["success", "tools"],
+                            "properties": {
+                                "success": {"const": True},
+                                "tools": {"type": "array", "items": {"$ref": "#/components/schemas/Tool"}},
+                            },
+                        },
+                    ),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                },
+            }
+        },
         "/activity": {
             "get": {
                 "operationId": "listActivity",
@@ -397,6 +440,17 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         "description": "The last failure, in OAuthFlowError shape, or null.",
                         "oneOf": [{"$ref": "#/components/schemas/OAuthFlowError"}, {"type": "null"}],
                     },
+                },
+            },
+            "Tool": {
+                "type": "object",
+                "required": ["name", "server", "tool", "description", "input_schema"],
+                "properties": {
+                    "name": {"type": "string", "description": "The gateway's name for it: SERVER__TOOL."},
+                    "server": {"type": "string"},
+                    "tool": {"type": "string", "description": "The upstream's own name for it."},
+                    "description": {"type": "string"},
+                    "input_schema": {"type": "object", "description": "The upstream's JSON Schema for the arguments."},
                 },
             },
             "Activity": {

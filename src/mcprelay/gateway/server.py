@@ -103,6 +103,7 @@ class Downstream:
         self.bus = InMemorySubscriptionBus()
         self._sessions: OrderedDict[int, ServerSession] = OrderedDict()
         self._index: tuple[int, ToolIndex] | None = None
+        self._subscribers: dict[str, dict[int, ServerSession]] = {}  # exposed resource URI → sessions
         self.server = _RelayServer(
             "mcprelay",
             version=__version__,
@@ -114,10 +115,16 @@ class Downstream:
             on_read_resource=self._read_resource,
             on_list_prompts=self._list_prompts,
             on_get_prompt=self._get_prompt,
+            on_subscribe_resource=self._subscribe,
+            on_unsubscribe_resource=self._unsubscribe,
             on_subscriptions_listen=ListenHandler(self.bus),
         )
+        # logging/setLevel: accepted (the level is the client's to choose); the gateway sends no log
+        # messages of its own, and upstreams' notifications/message are not relayed.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _accept_level)
         self.server.middleware.append(self._track_connections)
         gateway.add_listener(self.broadcast)
+        gateway.add_update_listener(self._resource_updated)
 
     @property
     def search_mode(self) -> bool:
@@ -218,6 +225,36 @@ class Downstream:
         except McpRelayError as exc:
             raise _protocol_error(exc) from None
 
+    async def _subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        self._subscribers.setdefault(uri, {})[id(ctx.session)] = ctx.session
+        try:
+            await self.gateway.subscribe_resource(uri, True)
+        except McpRelayError as exc:
+            raise _protocol_error(exc) from None
+        return types.EmptyResult()
+
+    async def _unsubscribe(self, ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        sessions = self._subscribers.get(uri, {})
+        sessions.pop(id(ctx.session), None)
+        if not sessions:
+            self._subscribers.pop(uri, None)
+            try:
+                await self.gateway.subscribe_resource(uri, False)
+            except McpRelayError as exc:
+                raise _protocol_error(exc) from None
+        return types.EmptyResult()
+
+    async def _resource_updated(self, uri: str) -> None:
+        for key, session in list(self._subscribers.get(uri, {}).items()):
+            try:
+                with anyio.fail_after(5):
+                    await session.send_resource_updated(uri)
+            except Exception:
+                logger.debug("dropping a resource subscriber that cannot be notified", exc_info=True)
+                self._subscribers.get(uri, {}).pop(key, None)
+
     async def _list_prompts(self, ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=self.gateway.prompts())
 
@@ -236,6 +273,10 @@ class _Progress:
 
     async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
         await self.session.report_progress(progress, total, message)
+
+
+async def _accept_level(ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    return types.EmptyResult()
 
 
 def _usage_result(message: str) -> types.CallToolResult:

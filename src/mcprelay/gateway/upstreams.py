@@ -128,6 +128,9 @@ class Upstream:
         self._signals = _Signals()
         self._state_changed = anyio.Event()
         self._scope = anyio.CancelScope()
+        #: Told of ``notifications/resources/updated`` (the upstream's own URI); set by the gateway.
+        self.on_resource_updated: Callable[[Upstream, str], None] | None = None
+        self.subscriptions: set[str] = set()  # upstream URIs subscribed to, renewed on every new session
 
     @property
     def name(self) -> str:
@@ -238,6 +241,15 @@ class Upstream:
             if self.config.transport == "stdio"
             else contextlib.nullcontext(None)
         )
+        serving = False
+
+        def closed() -> None:
+            # Only while serving: before that the failing list request reports it, and during teardown
+            # a wake-up would cut short the backoff before the next attempt.
+            if serving:
+                self._signals.broken = f"the connection to {self.name} closed"
+                self._signals.kick()
+
         with errlog as stderr:
             async with open_upstream(
                 self.config,
@@ -247,24 +259,35 @@ class Upstream:
                 login=None,
                 errlog=stderr,
                 request_timeout=self.env.call_timeout,
+                message_handler=self._on_message,
+                on_closed=closed,
             ) as (client, auth):
                 self._auth = auth
                 self.needs_oauth = auth is not None
                 self._signals = _Signals()
-                # open_upstream builds the Client; the SDK reads its message handler from the session.
-                client.session._message_handler = self._on_message
                 catalog = await self._list_all(client)
+                for uri in sorted(self.subscriptions):
+                    with contextlib.suppress(MCPError), anyio.fail_after(self.env.connect_timeout):
+                        await client.subscribe_resource(uri)
                 self._client = client
                 self.connected_at = time.time()
                 self.last_error = None
                 ready.set()
                 self._set_catalog(catalog, state="ready")
                 diaglog.event("upstream_ready", server=self.name, correlation_id=None, tools=len(catalog.tools))
-                await self._serve(client)
+                serving = True
+                try:
+                    await self._serve(client)
+                finally:
+                    serving = False
                 return True
 
     async def _serve(self, client: Client) -> None:
-        """Wait for work on the open session: relists on notifications, pings to notice a dead peer."""
+        """Wait for work on the open session: relists on notifications, pings to notice a dead peer.
+
+        A peer whose connection ends (a stdio process exits) is noticed at once through ``on_closed``;
+        the pings are for the ones that hang or vanish without closing anything (a remote host gone).
+        """
         while True:
             with anyio.move_on_after(self.env.ping_interval):
                 await self._signals.event.wait()
@@ -287,6 +310,8 @@ class Upstream:
         ):
             self._signals.relist = True
             self._signals.kick()
+        elif isinstance(message, types.ResourceUpdatedNotification) and self.on_resource_updated is not None:
+            self.on_resource_updated(self, str(message.params.uri))
         elif isinstance(message, Exception):
             logger.debug("%s: transport reported %r", self.name, message)
 
@@ -496,3 +521,13 @@ class Upstream:
         self, name: str, arguments: dict[str, str] | None, *, request_id: str
     ) -> types.GetPromptResult:
         return await self._forward(f"prompt {name}", request_id, lambda c: c.get_prompt(name, arguments))
+
+    async def subscribe_resource(self, uri: str, subscribe: bool, *, request_id: str) -> None:
+        """Forward ``resources/(un)subscribe`` where the upstream supports it; remembered for reconnects."""
+        (self.subscriptions.add if subscribe else self.subscriptions.discard)(uri)
+        client = self._client
+        caps = client.server_capabilities.resources if client is not None else None
+        if client is None or caps is None or not caps.subscribe:
+            return  # not connected (renewed when it is) or no subscriptions there: nothing will ever fire
+        method = client.subscribe_resource if subscribe else client.unsubscribe_resource
+        await self._forward(f"resource {uri}", request_id, lambda c: method(uri))

@@ -3,6 +3,10 @@
 It offers a tool, a resource and a prompt so the gateway's name and URI mapping can be seen end to
 end, and writes a line to stderr at start so the upstream log capture has something to capture.
 ``MCPRELAY_TEST_TOOL_PREFIX`` renames its tools, which lets a test run two distinguishable copies.
+
+``pid`` reports the process id so a test can kill the process and watch the gateway reconnect, and
+``sleep``/``sleep_stats`` count overlapping calls so a test can show that the gateway forwards calls
+concurrently rather than one at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import MCPServer
 
 
@@ -27,6 +32,30 @@ def build() -> MCPServer[Any]:
     def upper(text: str) -> str:
         """Return the text in capitals."""
         return text.upper()
+
+    @server.tool(name=f"{prefix}pid")
+    def pid() -> int:
+        """The process id of this server."""
+        return os.getpid()
+
+    in_flight = {"now": 0, "peak": 0, "total": 0}
+
+    @server.tool(name=f"{prefix}sleep")
+    async def sleep(seconds: float) -> str:
+        """Wait the given number of seconds, counting how many calls overlap."""
+        in_flight["now"] += 1
+        in_flight["total"] += 1
+        in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
+        try:
+            await anyio.sleep(seconds)
+        finally:
+            in_flight["now"] -= 1
+        return "slept"
+
+    @server.tool(name=f"{prefix}sleep_stats")
+    def sleep_stats() -> dict[str, int]:
+        """How many sleep calls ran at most at once (peak), are running (now), and ran in all (total)."""
+        return dict(in_flight)
 
     @server.resource("memo://greeting", name="greeting", mime_type="text/plain")
     def greeting() -> str:
