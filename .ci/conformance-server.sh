@@ -46,8 +46,10 @@ run_one() {  # version target url scenario -> $OUT/<v>/<target>/<s>/result: stat
   rm -rf "$dir"
   mkdir -p "$dir"
   start=$(date +%s%N)
+  local limit=()  # the suite's own per-scenario timeout, where the version has one (0.1.16 has not)
+  [ ! -e "$OUT/$v/.has-timeout" ] || limit=(--timeout "$TIMEOUT_MS")
   timeout -k 5 $((TIMEOUT_MS / 1000 + 30)) "$NODE" "$(suite_main "$v")" server --url "$url" --scenario "$s" \
-    --timeout "$TIMEOUT_MS" -o "$dir/suite" >"$dir/output.txt" 2>&1 </dev/null
+    "${limit[@]}" -o "$dir/suite" >"$dir/output.txt" 2>&1 </dev/null
   rc=$?
   end=$(date +%s%N)
   "$PY" - "$dir" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')" <<'EOF' >"$dir/result"
@@ -186,6 +188,8 @@ declare -a ALL=() TASKS=()
 for v in $VERSIONS; do
   ensure_suite "$v" || die "cannot install @modelcontextprotocol/conformance@$v"
   list=$("$NODE" "$(suite_main "$v")" list --server 2>&1) || die "'conformance list' failed for $v: $list"
+  mkdir -p "$OUT/$v"
+  if "$NODE" "$(suite_main "$v")" server --help 2>/dev/null | grep -q -- '--timeout'; then touch "$OUT/$v/.has-timeout"; fi
   while read -r name _tags; do
     match=0
     set -f  # the globs are scenario patterns, not file names
@@ -210,14 +214,16 @@ for task in "${ALL[@]}"; do
   TASKS+=("$v direct http://127.0.0.1:$EVERYTHING_PORT/mcp $s" "$v gateway http://127.0.0.1:$GATEWAY_PORT/mcp $s")
 done
 log "${#TASKS[@]} scenario runs, $JOBS at a time, timeout ${TIMEOUT_MS} ms each"
-running=0
-for task in "${TASKS[@]}"; do
-  read -r v target url s <<<"$task"
-  bash "$0" --run-one "$NODE" "$v" "$target" "$url" "$s" &
-  running=$((running + 1))
-  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+(  # a subshell, so that `wait` waits for the scenario runs and not for the servers
+  running=0
+  for task in "${TASKS[@]}"; do
+    read -r v target url s <<<"$task"
+    bash "$0" --run-one "$NODE" "$v" "$target" "$url" "$s" &
+    running=$((running + 1))
+    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+  done
+  wait
+)
 for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null || log "note: a server exited during the run (logs in $OUT/)"; done
 cp "$TMP/home/logs/upstreams/everything.log" "$OUT/gateway-upstream.log" 2>/dev/null || true
 cp "$TMP/home/logs/mcprelay.log" "$OUT/gateway-diagnostic.log" 2>/dev/null || true
@@ -227,7 +233,7 @@ result_of() {  # version target scenario -> "status<TAB>secs<TAB>detail"
   local f=$OUT/$1/$2/$3/result
   if [ -s "$f" ]; then cat "$f"; else printf 'fail\t0\tno result recorded\n'; fi
 }
-regressions=0 same=0 both_fail=0 gateway_only=0 xfail=0 xpass=0
+regressions=0 same=0 both_fail=0 gateway_only=0 skipped=0 xfail=0 xpass=0
 rows=() md=()
 for task in "${ALL[@]}"; do
   read -r v s <<<"$task"
@@ -246,6 +252,8 @@ for task in "${ALL[@]}"; do
     verdict=n/a; both_fail=$((both_fail + 1)); note="fails directly too: $ddetail"
   elif [ "$dst" = fail ]; then
     verdict=ok; gateway_only=$((gateway_only + 1)); note="passes only through the gateway (direct: $ddetail)"
+  elif [ "$dst" = skip ] && [ "$gst" = skip ]; then
+    verdict=skip; skipped=$((skipped + 1)); note="the suite skipped every check both ways"
   else
     verdict=ok; same=$((same + 1))
   fi
@@ -261,7 +269,7 @@ printf '%-15s %-46s %-7s %-7s %-6s %6s  %s\n' version scenario direct gateway re
 printf '%s\n' "${rows[@]}"
 echo
 elapsed=$(( $(date +%s) - t0 ))
-summary="${#ALL[@]} scenarios: ${same} pass both ways, ${gateway_only} pass only through the gateway, ${both_fail} fail both ways (n/a), ${regressions} fail only through the gateway, ${xfail} of those baselined; ${elapsed} s"
+summary="${#ALL[@]} scenarios: ${same} pass both ways, ${gateway_only} pass only through the gateway, ${both_fail} fail both ways (n/a), ${skipped} skipped by the suite, ${regressions} fail only through the gateway, ${xfail} of those baselined; ${elapsed} s"
 echo "$LOG_PREFIX: $summary"
 {
   echo "| version | scenario | direct | gateway | result | notes |"

@@ -76,6 +76,7 @@ class PathSpec:
 class Sample:
     p50: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     rate: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
 
@@ -237,9 +238,15 @@ async def _measure(opened: Opened, calls: int, concurrency: int, sample: Sample)
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            result = await opened.client.call_tool(opened.tool, {"text": "hello"})
+            try:
+                result = await opened.client.call_tool(opened.tool, {"text": "hello"})
+            except Exception as exc:
+                sample.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                continue
             latencies.append(time.perf_counter() - started)
-            assert not result.is_error, result
+            if result.is_error:
+                text = getattr(result.content[0], "text", "") if result.content else ""
+                sample.errors.append(text[:200])
 
     cpu_before = cpu_seconds(opened.pid) if opened.pid else 0.0
     started = time.perf_counter()

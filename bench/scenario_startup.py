@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -16,14 +17,26 @@ from pathlib import Path
 
 from bench.common import MCPRELAY, PYTHON, Table, median
 
+TIME = shutil.which("time", path="/usr/bin:/bin")
+
 
 def _once(command: list[str]) -> tuple[float, float, float, int]:
-    """(wall s, CPU s, peak RSS MB, exit code) of one run."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    """(wall s, CPU s, peak RSS MB, exit code) of one run.
+
+    The command runs under ``/usr/bin/time`` when there is one: a child forked straight from this
+    (large) benchmark process would report this process's RSS as its own peak.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        wrapped = [TIME, "-f", "%M %U %S", "-o", report.name, *command] if TIME else command
+        started = time.perf_counter()
+        proc = subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if TIME:
+            fields = report.read().split()[-3:]
+            return wall, float(fields[1]) + float(fields[2]), int(fields[0]) / 1024, proc.returncode
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
@@ -56,7 +69,7 @@ async def run(quick: bool) -> list[Table]:
     return [Table(
         "4. Start-up",
         f"Fresh process per run, {runs} runs after one warm-up; wall and CPU (user+sys) in ms, peak RSS "
-        "(ru_maxrss). Target: `auth status` ≤ 300 ms.",
+        "(`/usr/bin/time` %M). Target: `auth status` ≤ 300 ms.",
         ["command", "median ms", "min ms", "max ms", "CPU ms", "peak RSS MB", "exit"],
         rows,
     )]

@@ -169,6 +169,9 @@ class Downstream:
         return types.ListToolsResult(tools=tools)
 
     async def _call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if "input_responses" in params.model_fields_set and params.input_responses is None:
+            # A protocol error (the schema wants an object), so a JSON-RPC error rather than a tool result.
+            raise MCPError(types.INVALID_PARAMS, "inputResponses must be an object when present")
         name, arguments = params.name, params.arguments
         if self.search_mode:
             if name == RETRIEVE_TOOLS.name:
