@@ -20,6 +20,7 @@ import httpx2
 import mcp_types as types
 import pytest
 from mcp.client.client import Client
+from mcp.shared.exceptions import MCPError
 
 from mcprelay.gateway.rest import OPENAPI_DOCUMENT
 from tests.conftest import log_events
@@ -285,3 +286,27 @@ async def test_concurrent_calls_to_one_upstream_overlap(tmp_path: Path) -> None:
         stats = json.loads(text(await client.call_tool("a__sleep_stats", {})))
         assert stats == {"now": 0, "peak": 10, "total": 10}
         assert elapsed < 8, elapsed  # ten in a row would take ten seconds
+
+
+@pytest.mark.filterwarnings("ignore:The logging capability is deprecated")  # SEP-2577, still served
+async def test_resources_prompts_and_logging_pass_through(tmp_path: Path) -> None:
+    """Resources keep their upstream URI behind ``mcprelay://SERVER/``; prompts get the tool-style prefix."""
+    home, config = paths(tmp_path)
+    write_config(config, {"a": stdio_server()})
+    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client:
+        await wait_for_tools(client, {"a__echo"})
+        resources = (await client.list_resources()).resources
+        uris = {str(r.uri) for r in resources}
+        assert "mcprelay://a/memo://greeting" in uris
+        read = await client.read_resource("mcprelay://a/memo://greeting")
+        assert any(getattr(c, "text", None) == "hello from stdio" for c in read.contents)
+
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+        assert "a__summarize" in prompts
+        prompt = await client.get_prompt("a__summarize", {"topic": "relays"})
+        assert "Summarize relays" in json.dumps([m.model_dump(mode="json") for m in prompt.messages])
+
+        await client.set_logging_level("warning")  # accepted, not an error
+
+        with pytest.raises(MCPError):
+            await client.read_resource("mcprelay://nope/memo://greeting")
