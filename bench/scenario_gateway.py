@@ -279,17 +279,18 @@ async def measure_path(spec: PathSpec, calls: int, rounds: int) -> Result:
     return result
 
 
-async def rss_over_calls(spec: PathSpec, total: int, step: int) -> list[tuple[int, float]]:
+async def rss_over_calls(spec: PathSpec, total: int, step: int) -> tuple[list[tuple[int, float]], list[str]]:
     """VmRSS of the gateway after every ``step`` calls (8 in flight), up to ``total``; last entry is VmHWM."""
     points: list[tuple[int, float]] = []
+    sample = Sample()
     async with open_path(spec) as opened:
         assert opened.pid is not None
         points.append((0, rss_mb(opened.pid)))
         for done in range(step, total + 1, step):
-            await _measure(opened, step, CONCURRENCY, Sample())
+            await _measure(opened, step, CONCURRENCY, sample)
             points.append((done, rss_mb(opened.pid)))
         points.append((-1, hwm_mb(opened.pid)))
-    return points
+    return points, sample.errors
 
 
 def _fmt(values: list[float]) -> float | None:
@@ -304,7 +305,7 @@ async def run(quick: bool) -> list[Table]:
     notes: list[str] = []
     for r in results:
         if r.spec.available or r.error:
-            rows.append([r.spec.name, *(["not measured"] + [None] * 8)])
+            rows.append([r.spec.name, *(["not measured"] + [None] * 9)])
             notes.append(f"{r.spec.name}: not measured — {r.spec.available or r.error}")
             continue
         direct = base[r.spec.upstream]
@@ -314,8 +315,10 @@ async def run(quick: bool) -> list[Table]:
         rows.append([
             r.spec.name, round(seq_p50, 2), delta, round(median(r.seq.p99), 2), round(median(r.seq.rate)),
             round(median(r.conc.p50), 2), round(conc_rate), f"{conc_rate / median(direct.conc.rate):.2f}×",
-            _fmt(r.seq.cpu + r.conc.cpu), _fmt(r.hwm),
+            _fmt(r.seq.cpu + r.conc.cpu), _fmt(r.hwm), len(r.seq.errors) + len(r.conc.errors),
         ])
+        for error in sorted(set(r.seq.errors + r.conc.errors))[:2]:
+            notes.append(f"{r.spec.name}: failed call — {error}")
     overhead = Table(
         "3. Gateway overhead",
         f"Echo tool, SDK client; {calls} sequential calls, then {calls} calls with {CONCURRENCY} in flight; "
@@ -324,7 +327,7 @@ async def run(quick: bool) -> list[Table]:
         "call (all measured calls); peak RSS = its VmHWM. Targets: ≤ +1 ms p50, ≤ 1 ms CPU per call, "
         "≥ 1.0× direct throughput at 8 in flight, peak RSS ≤ 60 MB.",
         ["path", "seq p50 ms", "Δ p50 ms", "seq p99 ms", "seq calls/s", "8-way p50 ms", "8-way calls/s",
-         "8-way × direct", "gateway CPU ms/call", "peak RSS MB"],
+         "8-way × direct", "gateway CPU ms/call", "peak RSS MB", "failed calls"],
         rows, notes,
     )
     total, step = (2000, 500) if quick else (10_000, 2000)
@@ -332,14 +335,14 @@ async def run(quick: bool) -> list[Table]:
     for spec in specs():
         if spec.gateway not in ("relay-stdio", "relay-http") or spec.upstream != "http":
             continue
-        points = await rss_over_calls(spec, total, step)
+        points, errors = await rss_over_calls(spec, total, step)
         hwm = points.pop()[1]
-        rss_rows.append([spec.name, *[round(mb, 1) for _, mb in points], round(hwm, 1)])
+        rss_rows.append([spec.name, *[round(mb, 1) for _, mb in points], round(hwm, 1), len(errors)])
     rss = Table(
         "3b. Gateway memory over many calls",
         f"mcprelay's VmRSS after every {step} calls ({CONCURRENCY} in flight) up to {total}, then VmHWM. "
         "Target: ≤ 60 MB and flat.",
-        ["path", *[f"RSS MB @{n}" for n in range(0, total + 1, step)], "peak (VmHWM) MB"],
+        ["path", *[f"RSS MB @{n}" for n in range(0, total + 1, step)], "peak (VmHWM) MB", "failed calls"],
         rss_rows,
     )
     return [overhead, rss]

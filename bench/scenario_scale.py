@@ -67,14 +67,15 @@ async def measure(kind: str, n: int, reps: int) -> list[object]:
                 cpu = cpu_seconds(pid)
                 rss, tree = rss_mb(pid), tree_rss_mb(pid)
                 latencies = []
+                fewest = want
                 for _ in range(reps):
                     t = time.perf_counter()
                     listed = await client.list_tools()
                     latencies.append((time.perf_counter() - t) * 1000)
-                    assert len(listed.tools) >= want, (len(listed.tools), want)
+                    fewest = min(fewest, len(listed.tools))
                 hwm = hwm_mb(pid)
     return [kind, n, want, round(t_init, 3), round(t_ready, 3), round(cpu, 2), round(rss, 1), round(hwm, 1),
-            round(tree), round(median(latencies), 2), round(percentile(latencies, 99), 2)]
+            round(tree), round(median(latencies), 2), round(percentile(latencies, 99), 2), fewest]
 
 
 async def run(quick: bool) -> list[Table]:
@@ -89,8 +90,9 @@ async def run(quick: bool) -> list[Table]:
         f"`mcprelay serve --stdio` with N stdio upstreams. `init s` = spawn → handshake answered; `all tools s` = "
         f"spawn → aggregated tools/list complete; gateway CPU s = its utime+stime at that point; RSS = the "
         f"gateway's VmRSS then, peak = its VmHWM at the end, tree = gateway + upstreams; tools/list = median and "
-        f"p99 of {reps} calls after start-up (answered from the gateway's cache).",
+        f"p99 of {reps} calls after start-up (answered from the gateway's cache); `fewest tools seen` < `tools` means "
+        "upstreams dropped out of the catalog while it was being listed.",
         ["upstream", "N", "tools", "init s", "all tools s", "gateway CPU s", "gateway RSS MB", "gateway peak MB",
-         "tree RSS MB", "tools/list p50 ms", "tools/list p99 ms"],
+         "tree RSS MB", "tools/list p50 ms", "tools/list p99 ms", "fewest tools seen after start"],
         rows,
     )]
