@@ -298,8 +298,18 @@ class Upstream:
             if signals.relist:
                 self._set_catalog(await self._list_all(client))
             elif not signals.event.is_set():
-                with anyio.fail_after(10):
-                    await client.session.send_ping()
+                await self._ping(client)
+
+    @staticmethod
+    async def _ping(client: Client) -> None:
+        """Any JSON-RPC answer proves the peer alive, an error included: SDK 2.3 servers answer a
+        ``ping`` on a ``server/discover`` session with "method not found". Only silence (the timeout)
+        or a broken transport counts as dead."""
+        with anyio.fail_after(10):
+            try:
+                await client.session.send_ping()
+            except MCPError:
+                pass
 
     async def _on_message(self, message: IncomingMessage) -> None:
         """Runs inline in the session's reader: only flag the work, never await a request here."""
