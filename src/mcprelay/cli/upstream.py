@@ -10,7 +10,6 @@ import json
 from typing import Annotated, Any
 
 import anyio
-import httpx2
 import typer
 
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
@@ -30,6 +29,8 @@ def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
     if runtime.loaded.config.api_key:
         headers["Authorization"] = f"Bearer {runtime.loaded.config.api_key}"
     url = f"{running['url']}/api/v1{path}"
+    import httpx2  # here, not at the top: every command's start-up would pay for it
+
     try:
         response = httpx2.get(url, headers=headers, timeout=10.0)
     except httpx2.HTTPError:
