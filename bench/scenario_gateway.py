@@ -68,7 +68,7 @@ class Opened:
 class PathSpec:
     name: str
     upstream: str  # "http" | "stdio"
-    gateway: str  # direct, relay-stdio, relay-http, relay-http-fixed, proxy-stdio, proxy-http, remote
+    gateway: str  # direct, relay-stdio, relay-http, proxy-stdio, proxy-http, remote
     available: str = ""  # non-empty: why this path is not measured
 
 
@@ -112,13 +112,11 @@ def specs() -> list[PathSpec]:
         PathSpec("direct → HTTP upstream", "http", "direct"),
         PathSpec("mcprelay serve --stdio → HTTP upstream", "http", "relay-stdio"),
         PathSpec("mcprelay serve --listen → HTTP upstream", "http", "relay-http"),
-        PathSpec("mcprelay serve --listen, TCP_NODELAY fix → HTTP upstream", "http", "relay-http-fixed"),
         PathSpec("mcp-proxy 0.13 (stdio → HTTP upstream)", "http", "proxy-stdio", proxy),
         PathSpec("mcp-remote 0.15 (stdio → HTTP upstream)", "http", "remote", remote),
         PathSpec("direct → stdio upstream", "stdio", "direct"),
         PathSpec("mcprelay serve --stdio → stdio upstream", "stdio", "relay-stdio"),
         PathSpec("mcprelay serve --listen → stdio upstream", "stdio", "relay-http"),
-        PathSpec("mcprelay serve --listen, TCP_NODELAY fix → stdio upstream", "stdio", "relay-http-fixed"),
         PathSpec("mcp-proxy 0.13 --port (HTTP → stdio upstream)", "stdio", "proxy-http", proxy),
     ]
 
@@ -183,12 +181,11 @@ async def open_path(spec: PathSpec) -> AsyncIterator[Opened]:
                 command=MCPRELAY, args=[*_relay_config(home, spec, upstream_url), "serve", "--stdio"], env=env
             )
             marker = "serve"
-        elif spec.gateway in ("relay-http", "relay-http-fixed"):
+        elif spec.gateway == "relay-http":
             tool = "up__echo"
             port = free_port()
-            command = [MCPRELAY] if spec.gateway == "relay-http" else [PYTHON, str(BENCH / "patched_serve.py")]
             server_proc = spawn(
-                [*command, *_relay_config(home, spec, upstream_url), "serve", "--listen", f"127.0.0.1:{port}"], env
+                [MCPRELAY, *_relay_config(home, spec, upstream_url), "serve", "--listen", f"127.0.0.1:{port}"], env
             )
             http_url = f"http://127.0.0.1:{port}/mcp"
         elif spec.gateway == "proxy-stdio":
