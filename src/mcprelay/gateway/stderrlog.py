@@ -31,7 +31,8 @@ class RotatingLog:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # An upstream's stderr may print its own secrets: private directory, private file.
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -41,7 +42,8 @@ class RotatingLog:
                 size = 0
             if size and size + len(data) > self.max_bytes:
                 os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            with self.path.open("ab") as handle:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as handle:
                 handle.write(data[-self.max_bytes :])
 
 
