@@ -222,7 +222,7 @@ async def test_wrong_state_only_then_timeout_is_state_mismatch(
         return True
 
     with pytest.raises(McpRelayError) as caught:
-        await run_login(server_cfg(servers), MemoryStore(), Browser(stray_only), timeout=1.5)
+        await run_login(server_cfg(servers), MemoryStore(), Browser(stray_only), timeout=4)
     assert caught.value.error_type == ErrorType.STATE_MISMATCH
 
 
