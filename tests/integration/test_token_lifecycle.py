@@ -448,3 +448,32 @@ async def test_step_up_is_capped_then_insufficient_scope(
     assert caught.value.error_type == ErrorType.INSUFFICIENT_SCOPE
     assert logins == 2
     assert "mcp:tools" in caught.value.message
+
+
+async def test_a_login_that_replaced_the_grant_is_adopted(
+    strict_servers: Callable[..., Servers], home: Path
+) -> None:
+    """A new login with another client (say, re-registered on a new port) while a manager holds the old
+    grant in memory: the manager takes the stored grant instead of reporting login_required."""
+    from mcprelay.oauth.rfc7591 import registration_key
+
+    servers = strict_servers(access_token_ttl=2)
+    store = MemoryStore()
+    cfg = await logged_in(servers, store)
+    async with new_http_client() as http:
+        manager = token_manager(cfg, store, http, home)
+        old = await manager.access_token()
+        old_grant = load_grant(store, "strict")
+        assert old_grant
+        store.delete(registration_key("strict", old_grant.issuer))  # the next login registers a new client
+        servers.auth.settings.access_token_ttl = 600
+        await logged_in(servers, store)
+        new_grant = load_grant(store, "strict")
+        assert new_grant and new_grant.client_id != old_grant.client_id
+        token = await manager.refresh_after_rejection(old)
+        assert token == new_grant.tokens.access_token
+        # And when the server rejects that one, it is refreshed with the new client's credentials.
+        servers.auth.expire_access_tokens()
+        refreshed = await manager.refresh_after_rejection(token)
+    assert refreshed != token and servers.auth.introspect(refreshed) is not None
+    assert servers.auth.counters.grants_revoked == 0

@@ -64,6 +64,10 @@ def _login_required(server: str, message: str, correlation_id: str) -> McpRelayE
     )
 
 
+class _GrantReplaced(Exception):
+    """The stored grant now belongs to another client or issuer; refresh it under its own lock."""
+
+
 class _Flight:
     """One refresh in progress in this process; waiters block on ``done``."""
 
@@ -150,6 +154,16 @@ class TokenManager:
             flight.done.set()
 
     async def _refresh_locked(self, *, stale: str) -> str:
+        # Twice at most: a login that replaced the grant meanwhile needs that grant's own lock.
+        for _ in range(2):
+            try:
+                return await self._refresh_under_grant_lock(stale=stale)
+            except _GrantReplaced:
+                continue
+        raise _login_required(self.server, f"the stored login for {self.server} kept changing during a refresh",
+                              new_correlation_id())
+
+    async def _refresh_under_grant_lock(self, *, stale: str) -> str:
         cid = new_correlation_id()
         self._lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         assert self._grant is not None
@@ -223,8 +237,13 @@ class TokenManager:
             raise _login_required(self.server, f"no stored tokens for {self.server} (logged out?)", cid)
         assert self._grant is not None
         if stored.grant_id != self._grant.grant_id:
-            raise _login_required(self.server, f"the stored login for {self.server} belongs to another client "
-                                  "or authorization server", cid)
+            # A new login (another client or authorization server) replaced the grant: the store wins.
+            self._grant = stored
+            self._store_failed = False
+            diaglog.event("grant_replaced", server=self.server, correlation_id=cid, issuer=stored.issuer)
+            if not stored.tokens.expired(skew=refresh_skew(stored.tokens), now=self._clock()):
+                return stored.tokens.access_token
+            raise _GrantReplaced
         if self._store_failed:
             # The store missed our last rotation: memory holds the newest refresh token, the store an
             # already consumed one. Presenting that would revoke the grant.
