@@ -18,7 +18,6 @@ from typing import Any
 
 import anyio
 import uvicorn
-from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
@@ -32,6 +31,7 @@ from mcprelay.gateway.rest import API_PREFIX, rest_routes
 from mcprelay.gateway.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.security import guard, require_api_key_for
 from mcprelay.gateway.server import Downstream
+from mcprelay.gateway.stdio_pipes import serve_stdio_streams
 from mcprelay.gateway.upstreams import UpstreamEnv
 from mcprelay.gateway.watch import watch_config
 from mcprelay.httpclient import new_http_client
@@ -79,7 +79,7 @@ async def open_gateway(
 
 async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) -> None:
     """One agent on stdin/stdout; ends when the agent closes stdin."""
-    async with open_gateway(loaded, home=home, store=store) as downstream, stdio_server() as (read, write):
+    async with open_gateway(loaded, home=home, store=store) as downstream, serve_stdio_streams() as (read, write):
         await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
 

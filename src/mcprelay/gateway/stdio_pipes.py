@@ -1,0 +1,223 @@
+"""The downstream stdio transport for ``serve --stdio``: stdin and stdout as asyncio pipes.
+
+Why it exists: the SDK's ``mcp.server.stdio.stdio_server`` reads and writes through
+``anyio.wrap_file``, so every message costs worker-thread hops (a ``readline`` per request, a
+``write`` and a ``flush`` per response), each with its wake-up of the event loop. Profiling the
+gateway under sequential echo calls showed those hops as the largest avoidable cost in the
+process. When stdin and stdout are pipes or sockets (how MCP clients spawn a stdio server) this
+module serves the same thing on the event loop itself (``loop.connect_read_pipe`` /
+``loop.connect_write_pipe``) and hands the SDK server the same pair of streams: received items are
+``SessionMessage`` or, for a line that is not a JSON-RPC message, the validation ``Exception``;
+sent items are ``SessionMessage``, written as one line of JSON each (newline-delimited, as the SDK
+does). Anything else (a terminal, a regular file, ``/dev/null``, Windows, a non-asyncio loop) falls
+back to the SDK's transport.
+
+Like the SDK, while serving, fd 0 reads the null device and fd 1 writes to stderr, so children and
+stray prints cannot touch the wire; both are restored (blocking again) on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types as types
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+
+_CHUNK = 1 << 16
+
+ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
+WriteStream = MemoryObjectSendStream[SessionMessage]
+
+
+@contextlib.asynccontextmanager
+async def serve_stdio_streams() -> AsyncIterator[tuple[Any, Any]]:
+    """The (read, write) streams for the process's stdin/stdout: asyncio pipes when possible, else the SDK's."""
+    claimed = _claim_std_fds() if _pipes_usable(0, 1) else None
+    if claimed is None:
+        async with stdio_server() as streams:
+            yield streams
+        return
+    (keep_in, wire_in), (keep_out, wire_out) = claimed
+    try:
+        async with pipe_streams(wire_in, wire_out) as streams:
+            yield streams
+    finally:
+        _release(1, keep_out)
+        _release(0, keep_in)
+
+
+def _pipes_usable(*fds: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover
+        return False
+    try:
+        asyncio.get_running_loop()  # anyio on asyncio (under trio there is none)
+        # Pipes and sockets only: O_NONBLOCK lands on the shared file description, which a terminal
+        # shares with the shell; regular files cannot be polled.
+        return all(stat.S_ISFIFO(m) or stat.S_ISSOCK(m) for m in (os.fstat(fd).st_mode for fd in fds))
+    except (OSError, RuntimeError):
+        return False
+
+
+def _claim_std_fds() -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """For fd 0 and 1: (a duplicate to restore from, a duplicate for the transport), the fd diverted."""
+    import fcntl
+
+    opened: list[int] = []
+    try:
+        claims: list[tuple[int, int]] = []
+        for fd in (0, 1):
+            keep = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            opened.append(keep)
+            wire = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            opened.append(wire)
+            claims.append((keep, wire))
+        for fd in (0, 1):
+            diversion = os.open(os.devnull, os.O_RDONLY) if fd == 0 else os.dup(2)
+            try:
+                os.dup2(diversion, fd)
+            finally:
+                os.close(diversion)
+    except OSError:
+        for fd, (keep, _wire) in zip((0, 1), claims, strict=False):
+            with contextlib.suppress(OSError):
+                os.dup2(keep, fd)
+        for dup in opened:
+            with contextlib.suppress(OSError):
+                os.close(dup)
+        return None
+    return claims[0], claims[1]
+
+
+def _release(fd: int, keep: int) -> None:
+    with contextlib.suppress(OSError):
+        os.set_blocking(keep, True)  # the transport left the shared file description non-blocking
+    with contextlib.suppress(OSError):
+        os.dup2(keep, fd)
+    with contextlib.suppress(OSError):
+        os.close(keep)
+
+
+class _WriteProtocol(asyncio.BaseProtocol):
+    """Flow control for the stdout pipe: ``drain`` waits while the pipe is full, raises once it is gone."""
+
+    def __init__(self) -> None:
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.lost: BaseException | None = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or BrokenPipeError("stdout closed")
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        while self.lost is None and self._paused:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        if self.lost is not None:
+            raise self.lost
+
+
+@contextlib.asynccontextmanager
+async def pipe_streams(read_fd: int, write_fd: int) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """Newline-delimited JSON-RPC over two pipe descriptors, which this takes over (and closes)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    read_file = os.fdopen(read_fd, "rb", buffering=0)
+    try:
+        write_file = os.fdopen(write_fd, "wb", buffering=0)
+    except OSError:
+        read_file.close()
+        os.close(write_fd)
+        raise
+    read_transport: asyncio.ReadTransport | None = None
+    write_transport: asyncio.WriteTransport | None = None
+    try:
+        read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_file)
+        write_transport, protocol = await loop.connect_write_pipe(_WriteProtocol, write_file)
+        read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
+
+        async def deliver(line: bytes) -> None:
+            try:
+                message = types.jsonrpc_message_adapter.validate_json(
+                    line.decode("utf-8", errors="replace"), by_name=False
+                )
+            except Exception as exc:
+                await read_send.send(exc)
+                return
+            await read_send.send(SessionMessage(message))
+
+        async def read_lines() -> None:
+            # Split on b"\n" without rescanning: a message spread over many chunks costs linear time.
+            try:
+                async with read_send:
+                    pending = bytearray()
+                    while chunk := await reader.read(_CHUNK):
+                        end = chunk.find(b"\n")
+                        if end < 0:
+                            pending += chunk
+                            continue
+                        pending += chunk[:end]
+                        line = bytes(pending)
+                        pending.clear()
+                        await deliver(line)
+                        start = end + 1
+                        while (end := chunk.find(b"\n", start)) >= 0:
+                            await deliver(chunk[start:end])
+                            start = end + 1
+                        pending += chunk[start:]
+                    if pending:
+                        await deliver(bytes(pending))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # the server stopped reading
+                pass
+
+        async def write_lines() -> None:
+            try:
+                async with write_receive:
+                    async for session_message in write_receive:
+                        data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                        if protocol.lost is not None:
+                            raise protocol.lost
+                        assert write_transport is not None
+                        write_transport.write(data.encode() + b"\n")
+                        await protocol.drain()
+                # The server is done: let the last bytes reach the pipe before the loop can end.
+                write_transport.set_write_buffer_limits(high=0)
+                await protocol.drain()
+            except anyio.ClosedResourceError:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_lines)
+            tg.start_soon(write_lines)
+            yield read_receive, write_send
+    finally:
+        if read_transport is not None:
+            read_transport.close()
+        else:
+            read_file.close()
+        if write_transport is not None:
+            write_transport.close()
+        else:
+            write_file.close()
