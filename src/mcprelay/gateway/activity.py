@@ -32,6 +32,7 @@ DEFAULT_RETENTION = 10_000
 # How long a connection waits for another process's write lock before giving up (milliseconds).
 _BUSY_TIMEOUT_MS = 5_000
 # Rows written per transaction at most; bigger batches amortise fsync, smaller ones bound latency.
+_LINGER = 0.05  # seconds a lone record waits for others to share its transaction
 _BATCH = 500
 # Records waiting in memory at most; past it new records are dropped (and counted) rather than
 # letting a stuck disk grow the gateway's memory without bound.
@@ -216,6 +217,9 @@ class ActivityLog:
                 item = self._queue.get()
                 batch: list[ActivityRecord] = []
                 markers: list[_Flush] = []
+                # Linger briefly for company: one transaction (and one prune) per burst of calls rather
+                # than per call. A flush or a stop ends the wait at once.
+                deadline = time.monotonic() + _LINGER
                 while True:
                     if isinstance(item, _Flush):
                         markers.append(item)
@@ -223,8 +227,9 @@ class ActivityLog:
                         batch.append(item)
                     if len(batch) >= _BATCH:
                         break
+                    wait = 0.0 if markers else deadline - time.monotonic()
                     try:
-                        item = self._queue.get_nowait()
+                        item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                     except queue.Empty:
                         break
                 try:
