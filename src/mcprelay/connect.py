@@ -17,7 +17,7 @@ from mcp.client.client import Client
 from mcp.client.session import MessageHandlerFnT
 
 from mcprelay.config import ServerConfig
-from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.errors import login_required
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
 from mcprelay.oauth.grant import StoredGrant, load_grant
@@ -69,13 +69,7 @@ async def ensure_login(
     if await probe(http, server.url) is None:
         return False
     if login is None:
-        raise McpRelayError(
-            ErrorType.LOGIN_REQUIRED,
-            f"{server.name} requires a login and none is stored",
-            suggestion=f"mcprelay auth login --server {server.name}",
-            server=server.name,
-            correlation_id=new_correlation_id(),
-        )
+        raise login_required(server.name, f"{server.name} requires a login and none is stored")
     await login(None)
     return True
 

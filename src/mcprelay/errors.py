@@ -107,3 +107,17 @@ def config_error(message: str, *, suggestion: str = "", server: str | None = Non
     return McpRelayError(
         ErrorType.CONFIG_INVALID, message, suggestion=suggestion, server=server, details=details
     )
+
+
+def login_required(
+    server: str, message: str, *, correlation_id: str | None = None, request_id: str | None = None
+) -> McpRelayError:
+    """The one way to say "log in again": the suggestion is the command, wherever the error is raised."""
+    return McpRelayError(
+        ErrorType.LOGIN_REQUIRED,
+        message,
+        suggestion=f"mcprelay auth login --server {server}",
+        server=server,
+        correlation_id=correlation_id or new_correlation_id(),
+        request_id=request_id,
+    )

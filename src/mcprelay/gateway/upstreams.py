@@ -32,7 +32,7 @@ from mcp.shared.exceptions import MCPError
 from mcprelay import diaglog
 from mcprelay.config import ServerConfig
 from mcprelay.connect import open_upstream
-from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.gateway.stderrlog import captured_stderr, upstream_log_path
 from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant
@@ -452,12 +452,10 @@ class Upstream:
         """The structured error for a request to a server that is not connected."""
         base = self.last_error
         if self.state == "login_required":
-            return McpRelayError(
-                ErrorType.LOGIN_REQUIRED,
+            return login_required(
+                self.name,
                 f"{self.name} requires a login before its tools can be used",
-                suggestion=f"mcprelay auth login --server {self.name}",
-                server=self.name,
-                correlation_id=base.correlation_id if base else new_correlation_id(),
+                correlation_id=base.correlation_id if base else None,
                 request_id=request_id,
             )
         detail = f": {base.message}" if base else ""

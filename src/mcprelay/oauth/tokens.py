@@ -34,7 +34,7 @@ import httpx2
 from filelock import FileLock, Timeout
 
 from mcprelay import diaglog
-from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.oauth.grant import StoredGrant, load_grant, token_key
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenEndpointError, TokenSet, token_request
 from mcprelay.store.base import TokenStore
@@ -52,16 +52,6 @@ def refresh_skew(tokens: TokenSet) -> float:
         return 0.0
     lifetime = max(0.0, tokens.expires_at - tokens.issued_at)
     return min(60.0, 0.1 * lifetime)
-
-
-def _login_required(server: str, message: str, correlation_id: str) -> McpRelayError:
-    return McpRelayError(
-        ErrorType.LOGIN_REQUIRED,
-        message,
-        suggestion=f"mcprelay auth login --server {server}",
-        server=server,
-        correlation_id=correlation_id,
-    )
 
 
 class _GrantReplaced(Exception):
@@ -160,8 +150,7 @@ class TokenManager:
                 return await self._refresh_under_grant_lock(stale=stale)
             except _GrantReplaced:
                 continue
-        raise _login_required(self.server, f"the stored login for {self.server} kept changing during a refresh",
-                              new_correlation_id())
+        raise login_required(self.server, f"the stored login for {self.server} kept changing during a refresh")
 
     async def _refresh_under_grant_lock(self, *, stale: str) -> str:
         cid = new_correlation_id()
@@ -197,8 +186,8 @@ class TokenManager:
         grant = self._grant
         refresh_token = grant.tokens.refresh_token
         if not refresh_token:
-            raise _login_required(self.server, f"the access token for {self.server} expired and there is "
-                                  "no refresh token", cid)
+            raise login_required(self.server, f"the access token for {self.server} expired and there is "
+                                  "no refresh token", correlation_id=cid)
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": grant.resource}
         response_lost = False
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
@@ -234,7 +223,7 @@ class TokenManager:
         """Under the lock: if the store holds tokens newer than ours, use them instead of refreshing."""
         stored = await anyio.to_thread.run_sync(load_grant, self._store, self.server)
         if stored is None:
-            raise _login_required(self.server, f"no stored tokens for {self.server} (logged out?)", cid)
+            raise login_required(self.server, f"no stored tokens for {self.server} (logged out?)", correlation_id=cid)
         assert self._grant is not None
         if stored.grant_id != self._grant.grant_id:
             # A new login (another client or authorization server) replaced the grant: the store wins.
@@ -283,7 +272,7 @@ class TokenManager:
                 f"the authorization server no longer accepts the refresh token for {self.server} "
                 "(expired, revoked, or the grant was ended); a new login is needed"
             )
-        raise _login_required(self.server, message, cid)
+        raise login_required(self.server, message, correlation_id=cid)
 
     def _transient_delay(self, exc: TokenEndpointError, attempt: int) -> float | None:
         if attempt >= TRANSIENT_ATTEMPTS or not (exc.status == 0 or exc.status == 429 or exc.status >= 500):
@@ -320,7 +309,7 @@ class TokenManager:
     async def _load(self) -> StoredGrant:
         grant = await anyio.to_thread.run_sync(load_grant, self._store, self.server)
         if grant is None:
-            raise _login_required(self.server, f"not logged in to {self.server}", new_correlation_id())
+            raise login_required(self.server, f"not logged in to {self.server}")
         self._grant = grant
         return grant
 
