@@ -89,14 +89,8 @@ fi
 
 # ---- servers: server-everything and the gateway, loopback only -----------------------------------
 ensure_everything() {
-  local pkg=$EVERYTHING_DIR/node_modules/@modelcontextprotocol/server-everything/package.json
-  if [ -f "$pkg" ] && grep -q "\"version\": \"$EVERYTHING_VERSION\"" "$pkg"; then return 0; fi
-  log "installing @modelcontextprotocol/server-everything@$EVERYTHING_VERSION into $EVERYTHING_DIR/"
-  rm -rf "$EVERYTHING_DIR"
-  mkdir -p "$EVERYTHING_DIR"
-  "${NPM[@]}" install --prefix "$EVERYTHING_DIR" --no-save --no-package-lock --loglevel=error \
-    "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" >&2 || return 1
-  [ -f "$EVERYTHING_MAIN" ]
+  npm_install_pinned "$EVERYTHING_DIR" @modelcontextprotocol/server-everything "$EVERYTHING_VERSION" \
+    && [ -f "$EVERYTHING_MAIN" ]
 }
 
 free_port() {

@@ -1,6 +1,6 @@
 # Shared by the conformance scripts (.ci/conformance.sh, .ci/conformance-server.sh); sourced from the
 # repo root after `cd`. Provides: Node >= 22 (ensure_node -> $NODE, $NPM), the suite per version
-# (ensure_suite, suite_main) and the baseline lookup (baseline_reason, reading $BASELINE).
+# (npm_install_pinned, ensure_suite, suite_main) and the baseline lookup (baseline_reason, reading $BASELINE).
 # Callers set BASELINE (and LOG_PREFIX for their log lines) before using them.
 
 NODE_VERSION=22.23.5            # npm package node-linux-<arch>, which ships the node binary
@@ -49,17 +49,20 @@ ensure_node() {
 # ---- the suite, one directory per version -----------------------------------------------------
 suite_main() { echo ".ci/npm/$1/node_modules/@modelcontextprotocol/conformance/dist/index.js"; }
 
-ensure_suite() {
-  local v=$1 dir=.ci/npm/$1 pkg
-  pkg=$dir/node_modules/@modelcontextprotocol/conformance/package.json
-  if [ -f "$pkg" ] && grep -q "\"version\": \"$v\"" "$pkg"; then return 0; fi
-  log "installing @modelcontextprotocol/conformance@$v into $dir/"
+# npm_install_pinned DIR PACKAGE VERSION: PACKAGE@VERSION alone in DIR, installed once and reused.
+npm_install_pinned() {
+  local dir=$1 package=$2 version=$3 pkg
+  pkg=$dir/node_modules/$package/package.json
+  if [ -f "$pkg" ] && grep -q "\"version\": \"$version\"" "$pkg"; then return 0; fi
+  log "installing $package@$version into $dir/"
   rm -rf "$dir"
   mkdir -p "$dir"
   "${NPM[@]}" install --prefix "$dir" --no-save --no-package-lock --loglevel=error \
-    "@modelcontextprotocol/conformance@$v" >&2 || return 1
+    "$package@$version" >&2 || return 1
   [ -f "$pkg" ]
 }
+
+ensure_suite() { npm_install_pinned ".ci/npm/$1" @modelcontextprotocol/conformance "$1"; }
 
 # ---- baseline: "<version|*> <scenario> # reason" ------------------------------------------------
 baseline_reason() {  # prints the reason (or "baselined") when listed, else nothing
