@@ -15,7 +15,7 @@ import anyio
 import typer
 
 from mcprelay.cli.probe import parse_args
-from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json
+from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json, tool_result_fields
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
 
 
@@ -54,9 +54,7 @@ async def _call(runtime: Runtime, name: str, tool: str, arguments: dict[str, Any
         "server": name,
         "tool": tool,
         "request_id": request_id,
-        "is_error": bool(result.is_error),
-        "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
-        "structured_content": result.structured_content,
+        **tool_result_fields(result),
     }
 
 

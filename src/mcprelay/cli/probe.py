@@ -11,7 +11,7 @@ import anyio
 import typer
 
 from mcprelay.cli.auth import login_options
-from mcprelay.cli.runtime import get_runtime, headless_requested, print_json
+from mcprelay.cli.runtime import get_runtime, headless_requested, print_json, tool_result_fields
 from mcprelay.errors import ErrorType, McpRelayError
 
 
@@ -81,12 +81,7 @@ async def _run(
                     tool = next((t for t in tools if t.name == name), None)
                     arguments = args if (args or call) else (_arguments_for(tool) if tool else {})
                     result = await client.call_tool(name, arguments)
-                    report["call"] = {
-                        "tool": name,
-                        "is_error": bool(result.is_error),
-                        "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
-                        "structured_content": result.structured_content,
-                    }
+                    report["call"] = {"tool": name, **tool_result_fields(result)}
         except McpRelayError:
             raise
         except Exception as exc:

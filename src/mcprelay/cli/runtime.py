@@ -67,6 +67,15 @@ def get_runtime(ctx: typer.Context) -> Runtime:
     return runtime
 
 
+def tool_result_fields(result: Any) -> dict[str, Any]:
+    """A tool result as plain JSON, the same keys for every command that prints one."""
+    return {
+        "is_error": bool(result.is_error),
+        "content": [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+        "structured_content": result.structured_content,
+    }
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
