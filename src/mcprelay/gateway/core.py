@@ -295,7 +295,8 @@ class Gateway:
         request_id = new_correlation_id()
         started, clock = time.time(), time.monotonic()
         server, tool = (split_name(name) or ("", name))
-        request_bytes = len(json.dumps(arguments or {}, default=str))
+        encoded_arguments = json.dumps(arguments or {}, default=str)  # once: its size, and its text if kept
+        request_bytes = len(encoded_arguments)
         try:
             upstream, tool = self._route(name, request_id, "tool")
             result = without_stamp(
@@ -305,16 +306,16 @@ class Gateway:
             exc.with_context(request_id=request_id)
             result = error_result(exc)
             self._record(request_id, exc.correlation_id, server, tool, started, clock, "error",
-                         str(exc.error_type), request_bytes, result, arguments)
+                         str(exc.error_type), request_bytes, result, encoded_arguments)
             return result
         self._record(request_id, None, server, tool, started, clock, "tool_error" if result.is_error else "ok",
-                     None, request_bytes, result, arguments)
+                     None, request_bytes, result, encoded_arguments)
         return result
 
     def _record(
         self, request_id: str, correlation_id: str | None, server: str, tool: str, started: float, clock: float,
         status: str, error_type: str | None, request_bytes: int, result: types.CallToolResult,
-        arguments: dict[str, Any] | None,
+        encoded_arguments: str,
     ) -> None:
         try:
             response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
@@ -323,7 +324,7 @@ class Gateway:
                     request_id=request_id, correlation_id=correlation_id, server=server, tool=tool,
                     started_at=started, duration_ms=round((time.monotonic() - clock) * 1000, 2), status=status,
                     error_type=error_type, request_bytes=request_bytes, response_bytes=response_bytes,
-                    arguments=json.dumps(arguments, default=str) if self.activity.record_arguments else None,
+                    arguments=encoded_arguments if self.activity.record_arguments else None,
                 )
             )
         except Exception:  # the activity log is a record, never a reason for a call to fail
