@@ -27,6 +27,7 @@ from mcprelay.config import LoadedConfig
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.activity import ActivityLog, activity_path
 from mcprelay.gateway.core import Gateway
+from mcprelay.gateway.passthrough import ToolCallPassthrough
 from mcprelay.gateway.rest import API_PREFIX, rest_routes
 from mcprelay.gateway.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.security import guard, require_api_key_for
@@ -79,7 +80,10 @@ async def open_gateway(
 
 async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) -> None:
     """One agent on stdin/stdout; ends when the agent closes stdin."""
-    async with open_gateway(loaded, home=home, store=store) as downstream, serve_stdio_streams() as (read, write):
+    async with (
+        open_gateway(loaded, home=home, store=store) as downstream,
+        serve_stdio_streams(ToolCallPassthrough(downstream.gateway)) as (read, write),
+    ):
         await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
 

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,8 @@ import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.shared.dispatcher import ProgressFnT
+from mcp_types.methods import serialize_server_result
+from pydantic import ValidationError
 
 from mcprelay.config import Config, LoadedConfig, ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
@@ -291,40 +293,71 @@ class Gateway:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, *, progress: ProgressFnT | None = None
     ) -> types.CallToolResult:
-        """Forward one call; every failure becomes an ``isError`` result carrying the structured error."""
-        request_id = new_correlation_id()
-        started, clock = time.time(), time.monotonic()
-        server, tool = (split_name(name) or ("", name))
-        encoded_arguments = json.dumps(arguments or {}, default=str)  # once: its size, and its text if kept
-        request_bytes = len(encoded_arguments)
+        """Forward one call for the SDK server's handler; every failure becomes an ``isError`` result."""
+        call = await self._call(name, arguments, progress)
         try:
-            upstream, tool = self._route(name, request_id, "tool")
-            result = without_stamp(
-                await upstream.call_tool(tool, arguments, request_id=request_id, progress=progress)
-            )
-        except McpRelayError as exc:
-            exc.with_context(request_id=request_id)
-            result = error_result(exc)
-            self._record(request_id, exc.correlation_id, server, tool, started, clock, "error",
-                         str(exc.error_type), request_bytes, result, encoded_arguments)
-            return result
-        self._record(request_id, None, server, tool, started, clock, "tool_error" if result.is_error else "ok",
-                     None, request_bytes, result, encoded_arguments)
+            result = types.CallToolResult.model_validate(call.result, by_name=False)
+        except ValidationError as exc:
+            call.fail(self._malformed(call, exc))
+            result = types.CallToolResult.model_validate(call.result, by_name=False)
+        self._record(call, len(json.dumps(call.result, default=str)))
         return result
 
-    def _record(
-        self, request_id: str, correlation_id: str | None, server: str, tool: str, started: float, clock: float,
-        status: str, error_type: str | None, request_bytes: int, result: types.CallToolResult,
-        encoded_arguments: str,
-    ) -> None:
+    async def forward_tool_call(
+        self, name: str, arguments: dict[str, Any] | None, *, version: str, progress: ProgressFnT | None = None
+    ) -> str:
+        """Forward one call and return its result as JSON text for a client speaking ``version``.
+
+        The passthrough for clients whose transport the gateway owns: the upstream's result travels as
+        received, reshaped by the SDK's own serializer only when the upstream speaks another protocol
+        version, and is encoded once — that text is both the response and the activity log's size.
+        """
+        call = await self._call(name, arguments, progress)
+        if call.version is not None and call.version != version:
+            try:
+                call.result = serialize_server_result("tools/call", version, call.result)
+            except (ValidationError, KeyError, ValueError) as exc:
+                call.fail(self._malformed(call, exc, version))
+        text = json.dumps(call.result, separators=(",", ":"), ensure_ascii=False, default=str)
+        self._record(call, len(text))
+        return text
+
+    async def _call(self, name: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None) -> _Call:
+        request_id = new_correlation_id()
+        server, tool = (split_name(name) or ("", name))
+        encoded_arguments = json.dumps(arguments or {}, default=str)  # once: its size, and its text if kept
+        call = _Call(request_id, server, tool, time.time(), time.monotonic(), encoded_arguments)
         try:
-            response_bytes = len(result.model_dump_json(by_alias=True, exclude_none=True))
+            upstream, call.tool = self._route(name, request_id, "tool")
+            raw, call.version = await upstream.call_tool(call.tool, arguments, request_id=request_id,
+                                                         progress=progress)
+        except McpRelayError as exc:
+            call.fail(exc)
+            return call
+        call.result = without_stamp_dict(raw)
+        call.status = "tool_error" if raw.get("isError") else "ok"
+        return call
+
+    @staticmethod
+    def _malformed(call: _Call, exc: Exception, version: str | None = None) -> McpRelayError:
+        target = f"protocol version {version}" if version else "the MCP schema"
+        return McpRelayError(
+            ErrorType.UPSTREAM_ERROR,
+            f"tool {call.tool} on {call.server} returned a result that does not match {target}: {str(exc)[:300]}",
+            suggestion=f"report it to the maintainers of {call.server}'s MCP server",
+            server=call.server, request_id=call.request_id,
+        )
+
+    def _record(self, call: _Call, response_bytes: int) -> None:
+        try:
             self.activity.record(
                 ActivityRecord(
-                    request_id=request_id, correlation_id=correlation_id, server=server, tool=tool,
-                    started_at=started, duration_ms=round((time.monotonic() - clock) * 1000, 2), status=status,
-                    error_type=error_type, request_bytes=request_bytes, response_bytes=response_bytes,
-                    arguments=encoded_arguments if self.activity.record_arguments else None,
+                    request_id=call.request_id, correlation_id=call.correlation_id, server=call.server,
+                    tool=call.tool, started_at=call.started,
+                    duration_ms=round((time.monotonic() - call.clock) * 1000, 2), status=call.status,
+                    error_type=call.error_type, request_bytes=len(call.encoded_arguments),
+                    response_bytes=response_bytes,
+                    arguments=call.encoded_arguments if self.activity.record_arguments else None,
                 )
             )
         except Exception:  # the activity log is a record, never a reason for a call to fail
@@ -361,6 +394,41 @@ def without_stamp(result: _ResultT) -> _ResultT:
         return result
     rest = {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY}
     return result.model_copy(update={"meta": rest or None})
+
+
+@dataclass
+class _Call:
+    """One forwarded tool call on its way through: what the activity log records and what the client gets."""
+
+    request_id: str
+    server: str
+    tool: str
+    started: float
+    clock: float
+    encoded_arguments: str
+    result: dict[str, Any] = field(default_factory=dict)
+    version: str | None = None  # the protocol version the upstream answered under
+    status: str = "ok"
+    error_type: str | None = None
+    correlation_id: str | None = None
+
+    def fail(self, error: McpRelayError) -> None:
+        error.with_context(request_id=self.request_id)
+        self.result = error_result(error).model_dump(by_alias=True, mode="json", exclude_none=True)
+        self.version = None  # ours: valid under every protocol version
+        self.status, self.error_type, self.correlation_id = "error", str(error.error_type), error.correlation_id
+
+
+def without_stamp_dict(result: dict[str, Any]) -> dict[str, Any]:
+    """:func:`without_stamp` for a result still in JSON form."""
+    meta = result.get("_meta")
+    if not isinstance(meta, dict) or _SERVER_INFO_KEY not in meta:
+        return result
+    rest = {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY}
+    trimmed = {k: v for k, v in result.items() if k != "_meta"}
+    if rest:
+        trimmed["_meta"] = rest
+    return trimmed
 
 
 def error_result(error: McpRelayError) -> types.CallToolResult:

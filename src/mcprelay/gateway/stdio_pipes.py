@@ -23,11 +23,12 @@ import contextlib
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import anyio
 import mcp_types as types
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
@@ -35,12 +36,26 @@ from mcp.shared.message import SessionMessage
 _CHUNK = 1 << 16
 
 ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
+
+
+class Shortcut(Protocol):
+    """Serves some messages beside the SDK server on the same wire (see ``gateway/passthrough.py``)."""
+
+    async def run(
+        self, write: Callable[[bytes], Awaitable[None]], *, task_status: TaskStatus[None] = ...
+    ) -> None: ...
+
+    def take(self, line: bytes) -> bool: ...
+
+    def sent(self, message: types.JSONRPCMessage) -> None: ...
+
 WriteStream = MemoryObjectSendStream[SessionMessage]
 
 
 @contextlib.asynccontextmanager
-async def serve_stdio_streams() -> AsyncIterator[tuple[Any, Any]]:
-    """The (read, write) streams for the process's stdin/stdout: asyncio pipes when possible, else the SDK's."""
+async def serve_stdio_streams(shortcut: Shortcut | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """The (read, write) streams for the process's stdin/stdout: asyncio pipes when possible, else the SDK's
+    (which has no place for ``shortcut``: every message then goes through the streams)."""
     claimed = _claim_std_fds() if _pipes_usable(0, 1) else None
     if claimed is None:
         async with stdio_server() as streams:
@@ -48,7 +63,7 @@ async def serve_stdio_streams() -> AsyncIterator[tuple[Any, Any]]:
         return
     (keep_in, wire_in), (keep_out, wire_out) = claimed
     try:
-        async with pipe_streams(wire_in, wire_out) as streams:
+        async with pipe_streams(wire_in, wire_out, shortcut) as streams:
             yield streams
     finally:
         _release(1, keep_out)
@@ -107,11 +122,15 @@ def _release(fd: int, keep: int) -> None:
 
 
 class _WriteProtocol(asyncio.BaseProtocol):
-    """Flow control for the stdout pipe: ``drain`` waits while the pipe is full, raises once it is gone."""
+    """Flow control for the stdout pipe: ``drain`` waits while the pipe is full, raises once it is gone.
+
+    Several writers may wait at once (the SDK server's writer and passthrough calls), so every waiter
+    gets its own future.
+    """
 
     def __init__(self) -> None:
         self._paused = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self.lost: BaseException | None = None
 
     def pause_writing(self) -> None:
@@ -126,21 +145,29 @@ class _WriteProtocol(asyncio.BaseProtocol):
         self._wake()
 
     def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def drain(self) -> None:
         while self.lost is None and self._paused:
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
         if self.lost is not None:
             raise self.lost
 
 
 @contextlib.asynccontextmanager
-async def pipe_streams(read_fd: int, write_fd: int) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
-    """Newline-delimited JSON-RPC over two pipe descriptors, which this takes over (and closes)."""
+async def pipe_streams(
+    read_fd: int, write_fd: int, shortcut: Shortcut | None = None
+) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """Newline-delimited JSON-RPC over two pipe descriptors, which this takes over (and closes).
+
+    ``shortcut`` is offered every received line before it is parsed for the SDK server, and told of
+    every message the server sends.
+    """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     read_file = os.fdopen(read_fd, "rb", buffering=0)
@@ -158,7 +185,16 @@ async def pipe_streams(read_fd: int, write_fd: int) -> AsyncIterator[tuple[ReadS
         read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
         write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
 
+        async def write_line(data: bytes) -> None:
+            if protocol.lost is not None:
+                raise protocol.lost
+            assert write_transport is not None
+            write_transport.write(data)
+            await protocol.drain()
+
         async def deliver(line: bytes) -> None:
+            if shortcut is not None and shortcut.take(line):
+                return
             try:
                 message = types.jsonrpc_message_adapter.validate_json(
                     line.decode("utf-8", errors="replace"), by_name=False
@@ -196,12 +232,10 @@ async def pipe_streams(read_fd: int, write_fd: int) -> AsyncIterator[tuple[ReadS
             try:
                 async with write_receive:
                     async for session_message in write_receive:
+                        if shortcut is not None:
+                            shortcut.sent(session_message.message)
                         data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                        if protocol.lost is not None:
-                            raise protocol.lost
-                        assert write_transport is not None
-                        write_transport.write(data.encode() + b"\n")
-                        await protocol.drain()
+                        await write_line(data.encode() + b"\n")
                 # The server is done: let the last bytes reach the pipe before the loop can end.
                 write_transport.set_write_buffer_limits(high=0)
                 await protocol.drain()
@@ -209,9 +243,21 @@ async def pipe_streams(read_fd: int, write_fd: int) -> AsyncIterator[tuple[ReadS
                 pass
 
         async with anyio.create_task_group() as tg:
+            shortcut_scope = anyio.CancelScope()
+            if shortcut is not None:
+
+                async def run_shortcut(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+                    assert shortcut is not None
+                    with shortcut_scope:
+                        await shortcut.run(write_line, task_status=task_status)
+
+                await tg.start(run_shortcut)
             tg.start_soon(read_lines)
             tg.start_soon(write_lines)
-            yield read_receive, write_send
+            try:
+                yield read_receive, write_send
+            finally:
+                shortcut_scope.cancel()  # the session is over: calls still in flight have no one to answer
     finally:
         if read_transport is not None:
             read_transport.close()

@@ -26,7 +26,7 @@ import httpx2
 import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.session import IncomingMessage
-from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 
 from mcprelay import diaglog
@@ -513,14 +513,58 @@ class Upstream:
 
     async def call_tool(
         self, tool: str, arguments: dict[str, Any] | None, *, request_id: str, progress: ProgressFnT | None = None
-    ) -> types.CallToolResult:
-        return await self._forward(
-            f"tool {tool}",
-            request_id,
-            lambda c: c.call_tool(
-                tool, arguments, read_timeout_seconds=self.env.call_timeout, progress_callback=progress
-            ),
+    ) -> tuple[dict[str, Any], str]:
+        """Forward ``tools/call``; returns the upstream's result as received (JSON) and the protocol version
+        it was sent under, so the caller can shape it for its own client without a model round trip."""
+        return await self._forward(f"tool {tool}", request_id, lambda c: self._send_call(c, tool, arguments, progress))
+
+    async def _send_call(
+        self, client: Client, tool: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None
+    ) -> tuple[dict[str, Any], str]:
+        """One ``tools/call`` on the session's dispatcher, as JSON both ways.
+
+        Why not ``client.call_tool``: that builds the request from models, validates the result against
+        the negotiated schema, parses it into models and checks it against the tool's output schema —
+        work the downstream client repeats on what we forward, and the largest share of the gateway's
+        own CPU per call once the transports are cheap. The session still stamps the request (protocol
+        version, client info, ``Mcp-*`` headers), mints the id, routes progress and sends
+        ``notifications/cancelled`` when the caller gives up. The one recovery the SDK performs on a
+        call, re-listing after ``HEADER_MISMATCH`` (2026-07-28), is delegated back to it: the server
+        refused that request before running the tool, so sending it again is safe.
+        """
+        session = client.session
+        version = client.protocol_version or "2025-11-25"
+        stamp = getattr(session, "_stamp", None)
+        dispatcher = getattr(session, "_dispatcher", None)
+        if stamp is None or dispatcher is None:  # an SDK without these internals: the model path
+            return await self._call_with_models(client, tool, arguments, progress), version
+        data: dict[str, Any] = {"method": "tools/call", "params": {"name": tool}}
+        if arguments is not None:
+            data["params"]["arguments"] = arguments
+        opts: CallOptions = {"timeout": self.env.call_timeout}
+        if progress is not None:
+            opts["on_progress"] = progress
+        stamp(data, opts)
+        try:
+            raw: dict[str, Any] = await dispatcher.send_raw_request("tools/call", data["params"], opts)
+        except MCPError as exc:
+            if exc.code != types.HEADER_MISMATCH:
+                raise
+            return await self._call_with_models(client, tool, arguments, progress), version
+        kind = raw.get("resultType", "complete")
+        if kind != "complete":
+            # 2026-07-28 multi-round-trip results (input_required) need a client that can answer them.
+            raise MCPError(types.INTERNAL_ERROR, f"the server asked for input (resultType {kind!r}), "
+                           "which mcprelay does not relay")
+        return raw, version
+
+    async def _call_with_models(
+        self, client: Client, tool: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None
+    ) -> dict[str, Any]:
+        result = await client.call_tool(
+            tool, arguments, read_timeout_seconds=self.env.call_timeout, progress_callback=progress
         )
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
     async def read_resource(self, uri: str, *, request_id: str) -> types.ReadResourceResult:
         return await self._forward(f"resource {uri}", request_id, lambda c: c.read_resource(uri, cache_mode="bypass"))

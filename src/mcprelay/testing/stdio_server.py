@@ -6,7 +6,7 @@ end, and writes a line to stderr at start so the upstream log capture has someth
 
 ``pid`` reports the process id so a test can kill the process and watch the gateway reconnect, and
 ``sleep``/``sleep_stats`` count overlapping calls so a test can show that the gateway forwards calls
-concurrently rather than one at a time.
+concurrently rather than one at a time; ``sleep`` also reports progress when the caller asks for it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 
 def build() -> MCPServer[Any]:
@@ -41,13 +41,15 @@ def build() -> MCPServer[Any]:
     in_flight = {"now": 0, "peak": 0, "total": 0}
 
     @server.tool(name=f"{prefix}sleep")
-    async def sleep(seconds: float) -> str:
-        """Wait the given number of seconds, counting how many calls overlap."""
+    async def sleep(seconds: float, ctx: Context) -> str:
+        """Wait the given number of seconds, counting how many calls overlap (progress at start and end)."""
         in_flight["now"] += 1
         in_flight["total"] += 1
         in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
         try:
+            await ctx.report_progress(0, seconds, "sleeping")
             await anyio.sleep(seconds)
+            await ctx.report_progress(seconds, seconds, "awake")
         finally:
             in_flight["now"] -= 1
         return "slept"

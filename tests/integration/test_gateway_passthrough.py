@@ -1,0 +1,171 @@
+"""``serve --stdio`` answers plain ``tools/call`` itself (``gateway/passthrough.py``): the wire, byte for byte.
+
+A real gateway process and a real stdio upstream; the client here writes and reads JSON-RPC lines
+directly, so the test sees exactly what an agent would: ids echoed as sent, progress under the
+client's own token, a cancelled call that is never answered (and is cancelled upstream), results
+shaped for the client's protocol version, and the SDK server still answering everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import Process
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+from tests.conftest import log_events
+from tests.integration.gateway_helpers import cli_env, mcprelay, stdio_server, text, wait_for_tools, write_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+class Wire:
+    """Newline-delimited JSON-RPC over a gateway process's stdin/stdout."""
+
+    def __init__(self, process: Process) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self.buffer = b""
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send(json.dumps(message).encode() + b"\n")
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while b"\n" not in self.buffer:
+            self.buffer += await self.process.stdout.receive()
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line)
+        self.seen.append(message)
+        return message
+
+    async def response(self, request_id: str | int, timeout: float = 20) -> dict[str, Any]:
+        """The response to ``request_id``; notifications and other responses met on the way stay in ``seen``."""
+        with anyio.fail_after(timeout):
+            while True:
+                message = await self.receive()
+                if message.get("id") == request_id and ("result" in message or "error" in message):
+                    return message
+
+    async def call(self, request_id: str | int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await self.response(request_id)
+
+
+@asynccontextmanager
+async def stdio_gateway(home: Path, config: Path) -> AsyncIterator[Wire]:
+    command = [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config), "serve", "--stdio"]
+    async with await anyio.open_process(command, env=cli_env(home), stderr=None) as process:
+        wire = Wire(process)
+        try:
+            init = await wire.call(0, "initialize", {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "wire-test", "version": "1"},
+            })
+            assert init["result"]["protocolVersion"] == "2025-06-18"
+            await wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            with anyio.fail_after(30):
+                while True:
+                    listed = await wire.call("list", "tools/list", {})
+                    if "a__sleep" in {t["name"] for t in listed["result"]["tools"]}:
+                        break
+                    await anyio.sleep(0.1)
+            yield wire
+        finally:
+            assert process.stdin is not None
+            await process.stdin.aclose()
+            with anyio.fail_after(15):
+                await process.wait()
+
+
+async def test_tool_calls_are_answered_on_the_wire_with_ids_progress_and_cancellation(tmp_path: Path) -> None:
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"a": stdio_server()})
+    async with stdio_gateway(home, config) as wire:
+        # A string id comes back as sent; the result is shaped for 2025-06-18: the upstream speaks
+        # 2026-07-28, whose resultType and serverInfo stamp must not reach this client.
+        echo = await wire.call("call-1", "tools/call", {"name": "a__echo", "arguments": {"text": "hé"}})
+        assert echo["result"]["content"] == [{"type": "text", "text": "hé"}]
+        assert echo["result"]["isError"] is False
+        assert "resultType" not in echo["result"] and "_meta" not in echo["result"]
+
+        # Progress reaches the client under its own token, before the result.
+        wire.seen.clear()
+        slept = await wire.call(2, "tools/call", {
+            "name": "a__sleep", "arguments": {"seconds": 0.2}, "_meta": {"progressToken": "tok-9"},
+        })
+        assert slept["result"]["content"][0]["text"] == "slept"
+        progress = [m["params"] for m in wire.seen if m.get("method") == "notifications/progress"]
+        assert [p["progressToken"] for p in progress] == ["tok-9", "tok-9"]
+        assert [p["progress"] for p in progress] == [0, 0.2] and progress[-1]["message"] == "awake"
+
+        # Cancelled: never answered, and the upstream stops running it.
+        await wire.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                         "params": {"name": "a__sleep", "arguments": {"seconds": 30}}})
+        with anyio.fail_after(10):
+            while True:
+                stats = await wire.call("s", "tools/call", {"name": "a__sleep_stats", "arguments": {}})
+                if stats["result"]["structuredContent"]["now"] == 1:
+                    break
+                await anyio.sleep(0.05)
+        await wire.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 3}})
+        with anyio.fail_after(10):
+            while True:
+                stats = await wire.call("s", "tools/call", {"name": "a__sleep_stats", "arguments": {}})
+                if stats["result"]["structuredContent"]["now"] == 0:
+                    break
+                await anyio.sleep(0.05)
+        assert not [m for m in wire.seen if m.get("id") == 3]
+
+        # Errors keep their shapes: a gateway error is a tool result, a malformed request (handed to
+        # the SDK server) a JSON-RPC error.
+        unknown = await wire.call(4, "tools/call", {"name": "nope__echo", "arguments": {}})
+        payload = json.loads(unknown["result"]["content"][0]["text"])
+        assert unknown["result"]["isError"] is True and payload["error_type"] == "usage_error"
+        assert payload["request_id"]
+        malformed = await wire.call(5, "tools/call", {"name": "a__echo", "arguments": ["not", "an", "object"]})
+        assert "error" in malformed and malformed["error"]["code"] == -32602
+
+        # Everything else is the SDK server's, on the same wire.
+        assert "result" in await wire.call(6, "ping", {})
+
+    # Those calls were answered by the passthrough (the SDK server got only the malformed one)...
+    ended = [e for e in log_events(home) if e["event"] == "stdio_session_ended"]
+    assert ended and ended[-1]["protocol_version"] == "2025-06-18"
+    assert ended[-1]["tool_calls_passed_through"] >= 6
+
+    # ...and are in the activity log like any other.
+    activity = mcprelay(home, config, "activity", "list", "--json")
+    assert activity.returncode == 0, activity.stderr
+    rows = json.loads(activity.stdout)
+    records = rows if isinstance(rows, list) else next(v for v in rows.values() if isinstance(v, list))
+    by_tool = {(r["tool"], r["status"]) for r in records}
+    assert ("echo", "ok") in by_tool and ("sleep", "ok") in by_tool
+    assert any(r["status"] == "error" and r["error_type"] == "usage_error" for r in records)
+
+
+async def test_a_2026_era_client_keeps_the_sdk_path(tmp_path: Path) -> None:
+    """A client that stamps every request (2026-07-28, no initialize) is served by the SDK server."""
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"a": stdio_server()})
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "mcprelay", "--home", str(home), "--config", str(config), "serve", "--stdio"],
+        env=cli_env(home),
+    )
+    async with Client(params, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        await wait_for_tools(client, {"a__echo"})
+        assert text(await client.call_tool("a__echo", {"text": "modern"})) == "modern"
+    ended = [e for e in log_events(home) if e["event"] == "stdio_session_ended"]
+    assert ended and ended[-1]["tool_calls_passed_through"] == 0 and ended[-1]["protocol_version"] is None
