@@ -373,6 +373,10 @@ async def test_a_refresher_killed_mid_request_leaves_a_clear_outcome(
         await anyio.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # The server finishes that request (the rotation is committed, the answer goes nowhere) before the
+    # others start; otherwise one of them could rotate first and the late commit revoke the new chain.
+    while servers.auth.counters.token_in_flight > 0 and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
     servers.auth.settings.token_delay = 0
     servers.auth.settings.access_token_ttl = 600
     procs = [cli(home, config, "call", "strict", "echo", "--args", '{"text": "b"}', "--json") for _ in range(3)]
