@@ -7,6 +7,9 @@ accident, and the previous backend is restored after every test.
 """
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,3 +241,69 @@ def test_file_store_lost_keyring_entry_policy(kr: DictKeyring, tmp_path: Path) -
     assert FileStore(tmp_path).get("tokens/new") == {"v": 2}
     with pytest.raises(McpRelayError):
         FileStore(tmp_path).get("tokens/old")
+
+
+# A child process (a fresh keyring): ``current_keyring`` next to what keyring's own discovery picks.
+_DISCOVERY_CHILD = """
+import sys, types
+import keyring.backend, keyring.core
+
+def define(module, name, priority):
+    mod = sys.modules.setdefault(module, types.ModuleType(module))
+    body = {"priority": priority, "__module__": module,
+            "get_password": lambda self, s, u: None, "set_password": lambda self, s, u, p: None}
+    setattr(mod, name, type(name, (keyring.backend.KeyringBackend,), body))
+
+for spec in sys.argv[1:]:
+    module, name, priority = spec.split(":")
+    define(module, name, float(priority))
+
+from mcprelay.store.base import current_keyring
+ours = current_keyring()
+shortcut = "keyring.backends.macOS" not in sys.modules
+theirs = keyring.core._detect_backend()
+name = lambda kr: f"{type(kr).__module__}.{type(kr).__name__}"
+print(name(ours), name(theirs), shortcut)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the discovery shortcut is for Linux only")
+@pytest.mark.parametrize(
+    ("case", "backends", "shortcut_for"),
+    [
+        # shortcut_for: keyring's answer for which the macOS module must not have been imported.
+        ("nothing chosen", [], "keyring.backends.fail.Keyring"),
+        ("one usable backend", ["keyring.backends.fake:Fake:5"], "keyring.backends.fake.Fake"),
+        ("two usable backends: keyring chains them", ["keyring.backends.fake:A:5", "keyring.backends.fake:B:4"], ""),
+        ("a backend defined outside keyring", ["thirdparty:Fake:5"], ""),
+        ("PYTHON_KEYRING_BACKEND", [], ""),
+        ("keyringrc.cfg", [], ""),
+    ],
+)
+def test_current_keyring_picks_what_keyring_would(
+    tmp_path: Path, case: str, backends: list[str], shortcut_for: str
+) -> None:
+    """The Linux discovery shortcut (no macOS module import) answers as keyring does, or steps aside."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    if case == "PYTHON_KEYRING_BACKEND":
+        env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    if case == "keyringrc.cfg":
+        (tmp_path / "python_keyring").mkdir()
+        (tmp_path / "python_keyring" / "keyringrc.cfg").write_text(
+            "[backend]\ndefault-keyring=keyring.backends.null.Keyring\n"
+        )
+    result = subprocess.run(
+        [sys.executable, "-c", _DISCOVERY_CHILD, *backends], env=env, capture_output=True, text=True, check=True
+    )
+    ours, theirs, used_shortcut = result.stdout.split()
+    assert ours == theirs
+    if case in {"PYTHON_KEYRING_BACKEND", "keyringrc.cfg"}:
+        assert theirs == "keyring.backends.null.Keyring"
+    if len(backends) == 2:
+        assert theirs == "keyring.backends.chainer.ChainerBackend"
+    # A machine with a working system keyring may rightly have keyring decide (it chains two backends).
+    if theirs == shortcut_for:
+        assert used_shortcut == "True"
+    elif backends:
+        assert used_shortcut == "False"

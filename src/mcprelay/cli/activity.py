@@ -7,12 +7,14 @@ gateway), which is why it works whether or not a gateway is running.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mcprelay.cli.runtime import get_runtime, print_json
-from mcprelay.gateway.activity import ActivityLog, ActivityRecord, activity_path
+
+if TYPE_CHECKING:
+    from mcprelay.gateway.activity import ActivityRecord
 
 app = typer.Typer(help="The activity log: one row per tool call forwarded by the gateway.", no_args_is_help=True)
 
@@ -30,6 +32,8 @@ def list_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List forwarded tool calls, most recent first."""
+    from mcprelay.gateway.activity import ActivityLog, activity_path
+
     runtime = get_runtime(ctx)
     runtime.json_output = json_output
     log = ActivityLog(activity_path(runtime.home))

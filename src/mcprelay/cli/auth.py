@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
 
 from mcprelay import status as server_status
 from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json
-from mcprelay.config import ServerConfig
 from mcprelay.errors import McpRelayError
+
+if TYPE_CHECKING:
+    from mcprelay.config import ServerConfig
 
 app = typer.Typer(help="Log in to servers, see their login state, log out.", no_args_is_help=True)
 

@@ -7,15 +7,18 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from mcprelay import diaglog
-from mcprelay.config import LoadedConfig, load_config, resolve_config_path
 from mcprelay.errors import McpRelayError
 from mcprelay.paths import resolve_home
 from mcprelay.store.base import TokenStore
+
+if TYPE_CHECKING:
+    # Imported when a command loads it: the config module brings pydantic (~80 ms), which `--help` does not need.
+    from mcprelay.config import LoadedConfig
 
 
 def headless_requested(flag: bool) -> bool:
@@ -46,6 +49,8 @@ class Runtime:
     @property
     def loaded(self) -> LoadedConfig:
         if self._loaded is None:
+            from mcprelay.config import load_config, resolve_config_path
+
             path, named = resolve_config_path(self.config_option)
             self._loaded = load_config(path if (named or path.exists()) else None)
             for warning in self._loaded.warnings:

@@ -9,14 +9,16 @@ so a hostile server cannot make us buffer an unbounded document.
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
-import httpx2
 import pydantic
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
+
+if TYPE_CHECKING:
+    import httpx2  # imported where used, like in rfc6749
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 # The client's timeouts bound each read; this bounds a server that drips bytes for ever.
@@ -59,6 +61,8 @@ async def fetch_json_object(
     "Nothing" is any status but 200, a transport failure, or an HTML page (sites that answer every
     path with their web app). A 200 that is too big, not JSON, or not an object raises.
     """
+    import httpx2
+
     try:
         with anyio.fail_after(DOCUMENT_DEADLINE_S):
             async with http.stream(

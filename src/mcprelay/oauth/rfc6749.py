@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import httpx2
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
+
+if TYPE_CHECKING:
+    import httpx2  # imported where used: `auth status` reads tokens without the HTTP stack
 
 MAX_TOKEN_RESPONSE = 256 * 1024
 
@@ -131,6 +132,8 @@ async def token_request(
     login, ``refresh_failed`` for a refresh); an ``invalid_grant`` is always reported with
     ``oauth_error`` so that the caller can tell a dead grant from a passing fault.
     """
+    import httpx2
+
     form = dict(form)
     headers = {"Accept": "application/json", "Cache-Control": "no-store"}
     _apply_client_auth(client, form, headers)

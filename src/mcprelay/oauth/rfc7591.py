@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-import httpx2
+from typing import TYPE_CHECKING, Any, Literal
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.rfc6749 import ClientCredentials, choose_auth_method
 from mcprelay.oauth.rfc8414 import AuthorizationServerMetadata
+
+if TYPE_CHECKING:
+    import httpx2  # imported where used: `auth status` reads registrations without the HTTP stack
 
 RegistrationKind = Literal["preregistered", "cimd", "dcr"]
 CLIENT_NAME = "mcprelay"
@@ -98,6 +99,8 @@ async def register(
     server: str,
     correlation_id: str,
 ) -> ClientRegistration:
+    import httpx2
+
     endpoint = metadata.registration_endpoint
     if not endpoint:
         raise McpRelayError(

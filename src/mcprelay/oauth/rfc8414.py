@@ -9,15 +9,18 @@ specification requires it and mcprelay never falls back to a plain or absent cha
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx2
 from pydantic import BaseModel, ConfigDict
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth._documents import fetch_json_object, validate_document
 from mcprelay.oauth.rfc9728 import origin
+
+if TYPE_CHECKING:
+    import httpx2
 
 OAUTH_WELL_KNOWN = "/.well-known/oauth-authorization-server"
 OIDC_WELL_KNOWN = "/.well-known/openid-configuration"

@@ -7,14 +7,17 @@ able to send us off to obtain tokens for some other resource.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx2
 from pydantic import BaseModel, ConfigDict, Field
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth._documents import fetch_json_object, validate_document
+
+if TYPE_CHECKING:
+    import httpx2
 
 WELL_KNOWN = "/.well-known/oauth-protected-resource"
 _DEFAULT_PORTS = {"http": 80, "https": 443}

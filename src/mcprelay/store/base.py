@@ -10,7 +10,9 @@ not interpret ``/`` or ``:`` in them, since server names and issuer URLs are use
 
 from __future__ import annotations
 
+import os
 import secrets
+import sys
 from typing import Any, Protocol, runtime_checkable
 
 KEYRING_SERVICE = "mcprelay"
@@ -117,5 +119,71 @@ def keyring_problem(kr: Any) -> str | None:
 def current_keyring() -> Any:
     """The keyring library's active backend (imported lazily: the memory store must not need it)."""
     import keyring
+    import keyring.core
 
+    # Only while keyring has not chosen yet: a backend set by the program (or a test) stays.
+    if getattr(keyring.core, "_keyring_backend", True) is None:
+        detected = _detect_linux_keyring()
+        if detected is not None:
+            keyring.set_keyring(detected)
     return keyring.get_keyring()
+
+
+# The backend plugins keyring itself registers (entry point group ``keyring.backends``), as of keyring 25.
+_KEYRING_OWN_PLUGINS = frozenset(
+    {
+        "keyring.backends.kwallet",
+        "keyring.backends.SecretService",
+        "keyring.backends.Windows",
+        "keyring.backends.chainer",
+        "keyring.backends.libsecret",
+        "keyring.backends.macOS",
+    }
+)
+
+
+def _detect_linux_keyring() -> Any:
+    """The backend keyring's own discovery would pick on Linux, or ``None`` to let keyring discover.
+
+    keyring ranks its backends by importing every backend plugin, and importing its macOS module
+    runs ``ctypes.util.find_library``, which on Linux spawns ``ldconfig`` and a compiler: about
+    35 ms, a tenth of ``mcprelay auth status``. The macOS backend refuses every platform but macOS
+    (its priority raises), so on Linux this ranks all the others exactly as keyring does, without
+    that import. It steps aside whenever its answer could differ from keyring's: a backend chosen by
+    ``PYTHON_KEYRING_BACKEND`` or ``keyringrc.cfg``, backend plugins other than keyring's own
+    (third-party, or a keyring release with different ones), backend classes defined outside
+    keyring, and two usable backends at once (keyring then chains them), or any error.
+    """
+    if not sys.platform.startswith("linux") or "PYTHON_KEYRING_BACKEND" in os.environ:
+        return None
+    try:
+        from importlib.metadata import entry_points
+
+        from keyring import backend
+        from keyring.util import platform_
+
+        if (platform_.config_root() / "keyringrc.cfg").exists():
+            return None
+        if {ep.value for ep in entry_points(group="keyring.backends")} != _KEYRING_OWN_PLUGINS:
+            return None
+        from keyring.backends import SecretService, Windows, chainer, kwallet, libsecret  # noqa: F401
+
+        classes = list(backend.KeyringBackend._classes)  # every concrete backend class defined so far
+        if any(not cls.__module__.startswith("keyring.backends.") for cls in classes):
+            return None
+        rings: list[Any] = []
+        for cls in classes:
+            # What keyring.backend.get_all_keyring does: viable classes that construct without arguments.
+            if cls is chainer.ChainerBackend or not cls.viable:
+                continue
+            try:
+                rings.append(cls())
+            except TypeError:
+                continue
+        ranked = [(ring.priority, ring) for ring in rings]
+        if sum(1 for priority, _ in ranked if priority > 0) > 1:
+            return None  # keyring's ChainerBackend would win (priority 10): let keyring build it
+        # Otherwise the chainer's priority (-1) is below that of the fail backend (0), always a ring here.
+        return max(ranked, key=lambda pair: pair[0])[1]
+    except Exception:
+        return None
