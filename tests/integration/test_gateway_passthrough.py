@@ -16,13 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from anyio.abc import Process
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import log_events
-from tests.integration.gateway_helpers import cli_env, mcprelay, stdio_server, text, wait_for_tools, write_config
+from tests.integration.gateway_helpers import (
+    cli_env,
+    http_gateway,
+    mcprelay,
+    stdio_server,
+    text,
+    wait_for_tools,
+    write_config,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -169,3 +178,87 @@ async def test_a_2026_era_client_keeps_the_sdk_path(tmp_path: Path) -> None:
         assert text(await client.call_tool("a__echo", {"text": "modern"})) == "modern"
     ended = [e for e in log_events(home) if e["event"] == "stdio_session_ended"]
     assert ended and ended[-1]["tool_calls_passed_through"] == 0 and ended[-1]["protocol_version"] is None
+
+
+async def test_serve_listen_answers_plain_tool_calls_as_json_and_leaves_the_rest_to_the_sdk(tmp_path: Path) -> None:
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"a": stdio_server()})
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    async with http_gateway(home, config) as base, httpx2.AsyncClient(base_url=base, timeout=30) as http:
+        init = await http.post("/mcp", headers=accept, json={
+            "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "http-wire", "version": "1"},
+            },
+        })
+        assert init.status_code == 200, init.text
+        session = {**accept, "Mcp-Session-Id": init.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-06-18"}
+        sent = await http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        assert sent.status_code == 202
+
+        async def post(message: dict[str, Any]) -> httpx2.Response:
+            return await http.post("/mcp", headers=session, json=message)
+
+        def events(response: httpx2.Response) -> list[dict[str, Any]]:
+            return [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+
+        with anyio.fail_after(30):
+            while True:  # the SDK answers listings, over its event stream
+                listed = await post({"jsonrpc": "2.0", "id": "l", "method": "tools/list", "params": {}})
+                assert listed.headers["content-type"].startswith("text/event-stream")
+                if "a__sleep" in {t["name"] for t in events(listed)[-1]["result"]["tools"]}:
+                    break
+                await anyio.sleep(0.1)
+
+        # A plain call is answered here, as JSON, shaped for 2025-06-18 (no resultType, no upstream stamp).
+        echo = await post({"jsonrpc": "2.0", "id": "e1", "method": "tools/call",
+                           "params": {"name": "a__echo", "arguments": {"text": "over http"}}})
+        assert echo.status_code == 200 and echo.headers["content-type"] == "application/json"
+        body = echo.json()
+        assert body["id"] == "e1" and body["result"]["content"] == [{"type": "text", "text": "over http"}]
+        assert "resultType" not in body["result"] and "_meta" not in body["result"]
+
+        # With a progress token the SDK streams it: progress events, then the result.
+        slept = await post({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "a__sleep", "arguments": {"seconds": 0.1}, "_meta": {"progressToken": "p"}}})
+        assert slept.headers["content-type"].startswith("text/event-stream")
+        streamed = events(slept)
+        assert [m["params"]["progressToken"] for m in streamed if m.get("method") == "notifications/progress"] == [
+            "p", "p"]
+        assert streamed[-1]["result"]["content"][0]["text"] == "slept"
+
+        # A cancelled call (notifications/cancelled on another POST) stops upstream too.
+        async def stats() -> dict[str, int]:
+            answer = await post({"jsonrpc": "2.0", "id": "s", "method": "tools/call",
+                                 "params": {"name": "a__sleep_stats", "arguments": {}}})
+            result: dict[str, int] = answer.json()["result"]["structuredContent"]
+            return result
+
+        async with anyio.create_task_group() as tg:
+            outcome: list[httpx2.Response] = []
+
+            async def long_call() -> None:
+                outcome.append(await post({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                                           "params": {"name": "a__sleep", "arguments": {"seconds": 30}}}))
+
+            tg.start_soon(long_call)
+            with anyio.fail_after(10):
+                while (await stats())["now"] != 1:
+                    await anyio.sleep(0.05)
+            cancel = await post({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}})
+            assert cancel.status_code == 202
+        assert outcome[0].status_code == 202 and outcome[0].content == b""  # no JSON-RPC answer
+        with anyio.fail_after(10):
+            while (await stats())["now"] != 0:
+                await anyio.sleep(0.05)
+
+        # An unknown session still gets the SDK's 404.
+        stale = await http.post("/mcp", headers={**session, "Mcp-Session-Id": "nope"}, json={
+            "jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "a__echo", "arguments": {"text": "x"}},
+        })
+        assert stale.status_code == 404
+
+    rows = json.loads(mcprelay(home, config, "activity", "list", "--json").stdout)
+    records = rows if isinstance(rows, list) else next(v for v in rows.values() if isinstance(v, list))
+    assert ("echo", "ok") in {(r["tool"], r["status"]) for r in records}

@@ -27,7 +27,7 @@ from mcprelay.config import LoadedConfig
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.activity import ActivityLog, activity_path
 from mcprelay.gateway.core import Gateway
-from mcprelay.gateway.passthrough import ToolCallPassthrough
+from mcprelay.gateway.passthrough import HttpToolCallPassthrough, ToolCallPassthrough
 from mcprelay.gateway.rest import API_PREFIX, rest_routes
 from mcprelay.gateway.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.security import guard, require_api_key_for
@@ -91,7 +91,7 @@ def build_http_app(downstream: Downstream, *, host: str, port: int, api_key: str
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server)
     routes: list[BaseRoute] = [
-        Route("/mcp", StreamableHTTPASGIApp(manager)),
+        Route("/mcp", HttpToolCallPassthrough(StreamableHTTPASGIApp(manager), manager, downstream.gateway)),
         Mount(API_PREFIX, routes=rest_routes(downstream.gateway)),
     ]
 

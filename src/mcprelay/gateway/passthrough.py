@@ -1,4 +1,4 @@
-"""``tools/call`` on the gateway's own stdio wire, answered without the SDK server's models.
+"""``tools/call`` answered without the SDK server's models: on the stdio wire, and in front of ``/mcp``.
 
 Why it exists: a tool call is the one message an agent sends over and over, and the gateway has
 nothing to add to it but routing. Through the SDK's server each call is parsed into models, runs
@@ -13,9 +13,11 @@ What a call taken here still gets: the upstream error handling and activity reco
 (``notifications/cancelled`` for a request in flight here cancels it, and the SDK client then tells
 the upstream), and a result shaped for the client's protocol version.
 
-Which calls are taken: only once the SDK server has answered ``initialize`` with a handshake-era
-version (2026-era clients, which stamp every request instead, keep the SDK path), in aggregate
-mode, with ``params`` holding nothing but ``name``, ``arguments`` (an object) and ``_meta``.
+Which calls are taken on the stdio wire: only once the SDK server has answered ``initialize`` with a
+handshake-era version (2026-era clients, which stamp every request instead, keep the SDK path), in
+aggregate mode, with ``params`` holding nothing but ``name``, ``arguments`` (an object) and ``_meta``.
+In front of ``/mcp`` the same, on a live session, without a progress token (see
+:class:`HttpToolCallPassthrough`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -30,6 +33,8 @@ import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcprelay import diaglog
 from mcprelay.gateway.core import Gateway
@@ -87,70 +92,91 @@ class ToolCallPassthrough:
         return False
 
     def _take_call(self, line: bytes) -> bool:
-        message = _loads(line)
-        if message is None or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
-            return False
-        request_id = message.get("id")
-        params = message.get("params")
-        if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
-            return False
-        name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
-        if (
-            not params.keys() <= _TAKEN_PARAMS
-            or not isinstance(name, str)
-            or not (arguments is None or isinstance(arguments, dict))
-            or not (meta is None or isinstance(meta, dict))
-        ):
+        call = plain_tool_call(_loads(line))
+        if call is None:
             return False  # the SDK server answers malformed or extended requests with its own errors
-        key = (type(request_id), request_id)
+        key = (type(call.request_id), call.request_id)
         if key in self._inflight:
             return False
-        token = meta.get("progressToken") if meta else None
         scope = anyio.CancelScope()
         self._inflight[key] = scope
         self.answered += 1
         assert self._tg is not None
-        self._tg.start_soon(self._serve, key, scope, request_id, name, arguments, token)
+        self._tg.start_soon(self._serve, key, scope, call)
         return True
 
     def _take_cancel(self, line: bytes) -> bool:
-        message = _loads(line)
-        params = message.get("params") if message else None
-        if message is None or message.get("method") != "notifications/cancelled" or not isinstance(params, dict):
-            return False
-        request_id = params.get("requestId")
-        if not isinstance(request_id, str | int):
-            return False
-        scope = self._inflight.get((type(request_id), request_id))
+        request_id = cancelled_request(_loads(line))
+        scope = self._inflight.get((type(request_id), request_id)) if request_id is not None else None
         if scope is None:
             return False  # not ours: the SDK server's request, or already answered
         scope.cancel()
         return True
 
-    async def _serve(
-        self, key: tuple[type, str | int], scope: anyio.CancelScope, request_id: str | int, name: str,
-        arguments: dict[str, Any] | None, token: object,
-    ) -> None:
+    async def _serve(self, key: tuple[type, str | int], scope: anyio.CancelScope, call: PlainCall) -> None:
         assert self._write is not None and self.version
         write = self._write
-        head = b'{"jsonrpc":"2.0","id":' + json.dumps(request_id).encode() + b',"result":'
-        progress = _progress_sender(write, token) if isinstance(token, str | int) else None
+        token = call.progress_token
+        progress = _progress_sender(write, token) if token is not None else None
         try:
             with scope:
-                try:
-                    text = await self.gateway.forward_tool_call(
-                        name, arguments, version=self.version, progress=progress
-                    )
-                    line = head + text.encode() + b"}\n"
-                except Exception as exc:  # a bug of ours: the client still gets an answer, never silence
-                    logger.exception("passthrough of tools/call %s failed", name)
-                    error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
-                    line = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode() + b"\n"
-                await write(line)
+                line = await _answer(self.gateway, call, self.version, progress)
+                await write(line + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionError):
             pass  # the client is gone; the end of its stdin ends the session
         finally:
             self._inflight.pop(key, None)
+
+
+@dataclass(frozen=True)
+class PlainCall:
+    """A ``tools/call`` request with nothing a passthrough would have to understand beyond routing."""
+
+    request_id: str | int
+    name: str
+    arguments: dict[str, Any] | None
+    progress_token: str | int | None
+
+
+def plain_tool_call(message: dict[str, Any] | None) -> PlainCall | None:
+    """The call, when ``message`` is a well-formed ``tools/call`` whose params hold only ``name``,
+    ``arguments`` (an object) and ``_meta``; ``None`` for anything the SDK server should see."""
+    if message is None or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
+        return None
+    request_id, params = message.get("id"), message.get("params")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
+        return None
+    name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
+    if (
+        not params.keys() <= _TAKEN_PARAMS
+        or not isinstance(name, str)
+        or not (arguments is None or isinstance(arguments, dict))
+        or not (meta is None or isinstance(meta, dict))
+    ):
+        return None
+    token = meta.get("progressToken") if meta else None
+    return PlainCall(request_id, name, arguments, token if isinstance(token, str | int) else None)
+
+
+def cancelled_request(message: dict[str, Any] | None) -> str | int | None:
+    """The request id a ``notifications/cancelled`` names, else ``None``."""
+    params = message.get("params") if message else None
+    if message is None or message.get("method") != "notifications/cancelled" or not isinstance(params, dict):
+        return None
+    request_id = params.get("requestId")
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+async def _answer(gateway: Gateway, call: PlainCall, version: str, progress: ProgressFnT | None) -> bytes:
+    """The JSON-RPC response line (no newline) for ``call``: its result, or an error — never silence."""
+    head = b'{"jsonrpc":"2.0","id":' + json.dumps(call.request_id).encode() + b',"result":'
+    try:
+        text = await gateway.forward_tool_call(call.name, call.arguments, version=version, progress=progress)
+    except Exception as exc:  # a bug of ours: the client still gets an answer
+        logger.exception("passthrough of tools/call %s failed", call.name)
+        error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
+        return json.dumps({"jsonrpc": "2.0", "id": call.request_id, "error": error}).encode()
+    return head + text.encode() + b"}"
 
 
 def _progress_sender(write: WriteLine, token: str | int) -> ProgressFnT:
@@ -172,3 +198,132 @@ def _loads(line: bytes) -> dict[str, Any] | None:
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
+
+
+class HttpToolCallPassthrough:
+    """The same passthrough in front of the SDK's streamable HTTP endpoint (``serve --listen``, ``/mcp``).
+
+    A POST is answered here, with ``application/json``, when it carries one plain ``tools/call``
+    without a progress token (progress needs the SDK's event stream) on a live session of a
+    handshake-era client — its ``MCP-Protocol-Version`` header names the version to shape the result
+    for — and accepts what the SDK itself requires (JSON and event streams). A
+    ``notifications/cancelled`` for a call in flight here cancels it; so does the client closing its
+    connection. Every other request reaches the SDK unchanged, its body replayed.
+
+    Whether a session is live is the session manager's knowledge, read from its private table; on an
+    SDK without it, nothing is taken.
+    """
+
+    def __init__(self, inner: ASGIApp, manager: Any, gateway: Gateway) -> None:
+        self.inner = inner
+        self.manager = manager
+        self.gateway = gateway
+        self.answered = 0
+        self._inflight: dict[tuple[str, type, str | int], anyio.CancelScope] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or self.gateway.config.routing_mode != "aggregate":
+            await self.inner(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        version = headers.get("mcp-protocol-version")
+        session = headers.get("mcp-session-id")
+        accept = headers.get("accept", "")
+        if (
+            version not in HANDSHAKE_PROTOCOL_VERSIONS
+            or session is None
+            or not self._live(session, scope)
+            or "application/json" not in accept
+            or "text/event-stream" not in accept
+            or not headers.get("content-type", "").lower().startswith("application/json")
+        ):
+            await self.inner(scope, receive, send)
+            return
+        assert version is not None
+        body, complete = await _read_body(receive)
+        if not complete:
+            return  # the client left before sending its request
+        message = _loads(body) if len(body) <= _MAX_BODY else None
+        call = plain_tool_call(message)
+        if call is not None and call.progress_token is None and self._take(session, call):
+            await self._serve(session, call, version, receive, send)
+            return
+        cancelled = cancelled_request(message)
+        target = self._inflight.get((session, type(cancelled), cancelled)) if cancelled is not None else None
+        if target is not None:
+            target.cancel()
+            await send({"type": "http.response.start", "status": 202, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await self.inner(scope, _replay(body, receive), send)
+
+    def _live(self, session: str, scope: Scope) -> bool:
+        instances = getattr(self.manager, "_server_instances", None)
+        owners = getattr(self.manager, "_session_owners", None)
+        if not isinstance(instances, dict) or not isinstance(owners, dict) or scope.get("user") is not None:
+            return False
+        transport = instances.get(session)
+        return transport is not None and owners.get(session) is None and not getattr(transport, "is_terminated", True)
+
+    def _take(self, session: str, call: PlainCall) -> bool:
+        return (session, type(call.request_id), call.request_id) not in self._inflight
+
+    async def _serve(self, session: str, call: PlainCall, version: str, receive: Receive, send: Send) -> None:
+        key = (session, type(call.request_id), call.request_id)
+        scope = anyio.CancelScope()
+        self._inflight[key] = scope
+        self.answered += 1
+        line: bytes | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    scope.cancel()  # the client gave up on this call: so does the upstream
+
+                tg.start_soon(watch_disconnect)
+                with scope:
+                    line = await _answer(self.gateway, call, version, None)
+                tg.cancel_scope.cancel()
+        finally:
+            self._inflight.pop(key, None)
+        if line is None:  # cancelled: a cancelled request gets no JSON-RPC response
+            status, body, headers = 202, b"", []
+        else:
+            status, body = 200, line
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except OSError:
+            pass  # the connection is gone
+
+
+#: The largest request body parsed here (the SDK's own limit for a message); larger ones go to the SDK.
+_MAX_BODY = 4 * 1024 * 1024
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), False
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), True
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then whatever the connection sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
