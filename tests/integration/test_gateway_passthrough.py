@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import mcp_types as types
 import pytest
 from anyio.abc import Process
 from mcp.client.client import Client
@@ -163,8 +164,9 @@ async def test_tool_calls_are_answered_on_the_wire_with_ids_progress_and_cancell
     assert any(r["status"] == "error" and r["error_type"] == "usage_error" for r in records)
 
 
-async def test_a_2026_era_client_keeps_the_sdk_path(tmp_path: Path) -> None:
-    """A client that stamps every request (2026-07-28, no initialize) is served by the SDK server."""
+async def test_a_2026_era_client_is_passed_through_with_mcprelays_stamp(tmp_path: Path) -> None:
+    """A client that stamps every request (2026-07-28, no initialize): its calls are taken too, and the
+    results carry what that era requires — resultType, and mcprelay's serverInfo, not the upstream's."""
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"a": stdio_server()})
     params = StdioServerParameters(
@@ -175,9 +177,13 @@ async def test_a_2026_era_client_keeps_the_sdk_path(tmp_path: Path) -> None:
     async with Client(params, mode="auto") as client:
         assert client.protocol_version == "2026-07-28"
         await wait_for_tools(client, {"a__echo"})
-        assert text(await client.call_tool("a__echo", {"text": "modern"})) == "modern"
+        result = await client.call_tool("a__echo", {"text": "modern"})
+        assert text(result) == "modern" and result.result_type == "complete"
+        assert result.meta and result.meta["io.modelcontextprotocol/serverInfo"]["name"] == "mcprelay"
+        failed = await client.call_tool("nope__echo", {})
+        assert failed.is_error and failed.meta and "io.modelcontextprotocol/serverInfo" in failed.meta
     ended = [e for e in log_events(home) if e["event"] == "stdio_session_ended"]
-    assert ended and ended[-1]["tool_calls_passed_through"] == 0 and ended[-1]["protocol_version"] is None
+    assert ended and ended[-1]["tool_calls_passed_through"] == 2 and ended[-1]["protocol_version"] is None
 
 
 async def test_serve_listen_answers_plain_tool_calls_as_json_and_leaves_the_rest_to_the_sdk(tmp_path: Path) -> None:
@@ -251,6 +257,22 @@ async def test_serve_listen_answers_plain_tool_calls_as_json_and_leaves_the_rest
         with anyio.fail_after(10):
             while (await stats())["now"] != 0:
                 await anyio.sleep(0.05)
+
+        # A 2026-era request (no session; version, method and name in headers and _meta) is taken too...
+        stamp = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                 "io.modelcontextprotocol/clientCapabilities": {},
+                 "io.modelcontextprotocol/clientInfo": {"name": "http-wire", "version": "1"}}
+        modern = {**accept, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "a__echo"}
+        request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                   "params": {"name": "a__echo", "arguments": {"text": "2026"}, "_meta": stamp}}
+        answered = await http.post("/mcp", headers=modern, json=request)
+        assert answered.status_code == 200 and answered.headers["content-type"] == "application/json"
+        result = answered.json()["result"]
+        assert result["content"][0]["text"] == "2026" and result["resultType"] == "complete"
+        assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "mcprelay"
+        # ...unless its headers disagree with its body: that is the SDK's to reject.
+        mismatch = await http.post("/mcp", headers={**modern, "Mcp-Name": "a__upper"}, json=request)
+        assert mismatch.json()["error"]["code"] == types.HEADER_MISMATCH
 
         # An unknown session still gets the SDK's 404.
         stale = await http.post("/mcp", headers={**session, "Mcp-Session-Id": "nope"}, json={

@@ -22,6 +22,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _server_info() -> dict[str, Any]:
+    return {"name": "mcprelay", "version": "test"}
+
+
 def _gateway(mode: str = "aggregate") -> Gateway:
     """Only the routing mode is read before a line is taken; a refused line never reaches the gateway."""
     return cast(Gateway, SimpleNamespace(config=SimpleNamespace(routing_mode=mode)))
@@ -67,28 +71,47 @@ async def _hosted(passthrough: ToolCallPassthrough, check: Any) -> None:
     ],
 )
 async def test_unusual_calls_go_to_the_sdk_server(message: dict[str, Any]) -> None:
-    passthrough = ToolCallPassthrough(_gateway())
+    passthrough = ToolCallPassthrough(_gateway(), _server_info)
     _initialized(passthrough, "2025-06-18")
     await _hosted(passthrough, lambda: _assert_refused(passthrough, _line(message)))
 
 
-async def test_nothing_is_taken_before_initialize_for_modern_clients_or_in_search_mode() -> None:
-    line = _line(_call(arguments={"text": "x"}))
+_STAMP = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+}
 
-    before = ToolCallPassthrough(_gateway())
-    await _hosted(before, lambda: _assert_refused(before, line))
 
-    modern = ToolCallPassthrough(_gateway())
-    _initialized(modern, "2026-07-28")
-    await _hosted(modern, lambda: _assert_refused(modern, line))
+async def test_each_era_is_taken_only_in_its_own_shape() -> None:
+    plain = _line(_call(arguments={"text": "x"}))
+    stamped = _line(_call(arguments={"text": "x"}, _meta=_STAMP))
 
-    search = ToolCallPassthrough(_gateway("search"))
+    # No handshake yet: an unstamped call is the SDK server's (it refuses calls before initialize).
+    before = ToolCallPassthrough(_gateway(), _server_info)
+    await _hosted(before, lambda: _assert_refused(before, plain))
+
+    # After a handshake, a call stamped with a 2026-era version is not a handshake-era call.
+    handshake = ToolCallPassthrough(_gateway(), _server_info)
+    _initialized(handshake, "2025-11-25")
+    await _hosted(handshake, lambda: _assert_refused(handshake, stamped))
+
+    # Without a handshake, a stamp the SDK's ladder rejects (unknown version, missing capabilities) is
+    # the SDK server's to explain.
+    for meta in (
+        {**_STAMP, "io.modelcontextprotocol/protocolVersion": "2099-01-01"},
+        {k: v for k, v in _STAMP.items() if not k.endswith("clientCapabilities")},
+    ):
+        modern = ToolCallPassthrough(_gateway(), _server_info)
+        await _hosted(modern, lambda p=modern, m=meta: _assert_refused(p, _line(_call(arguments={}, _meta=m))))
+
+    search = ToolCallPassthrough(_gateway("search"), _server_info)
     _initialized(search, "2025-11-25")
-    await _hosted(search, lambda: _assert_refused(search, line))
+    await _hosted(search, lambda: _assert_refused(search, plain))
 
 
 async def test_a_cancellation_for_a_request_not_in_flight_here_goes_to_the_sdk_server() -> None:
-    passthrough = ToolCallPassthrough(_gateway())
+    passthrough = ToolCallPassthrough(_gateway(), _server_info)
     _initialized(passthrough, "2025-06-18")
     cancel = _line({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
     await _hosted(passthrough, lambda: _assert_refused(passthrough, cancel))

@@ -304,13 +304,15 @@ class Gateway:
         return result
 
     async def forward_tool_call(
-        self, name: str, arguments: dict[str, Any] | None, *, version: str, progress: ProgressFnT | None = None
+        self, name: str, arguments: dict[str, Any] | None, *, version: str, progress: ProgressFnT | None = None,
+        server_info: dict[str, Any] | None = None,
     ) -> str:
         """Forward one call and return its result as JSON text for a client speaking ``version``.
 
         The passthrough for clients whose transport the gateway owns: the upstream's result travels as
         received, reshaped by the SDK's own serializer only when the upstream speaks another protocol
         version, and is encoded once — that text is both the response and the activity log's size.
+        ``server_info`` (2026-era clients) is the downstream server's ``serverInfo`` stamp for the result.
         """
         call = await self._call(name, arguments, progress)
         if call.version is not None and call.version != version:
@@ -318,6 +320,10 @@ class Gateway:
                 call.result = serialize_server_result("tools/call", version, call.result)
             except (ValidationError, KeyError, ValueError) as exc:
                 call.fail(self._malformed(call, exc, version))
+        if server_info is not None:  # a 2026-era client: resultType is required, and the stamp is ours
+            call.result = {"resultType": "complete", **call.result}
+            meta = call.result.get("_meta")
+            call.result["_meta"] = {**(meta if isinstance(meta, dict) else {}), _SERVER_INFO_KEY: server_info}
         text = json.dumps(call.result, separators=(",", ":"), ensure_ascii=False, default=str)
         self._record(call, len(text))
         return text

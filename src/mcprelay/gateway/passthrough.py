@@ -32,7 +32,9 @@ import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.shared.dispatcher import ProgressFnT
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from mcp.shared.inbound import InboundModernRoute, classify_inbound_request, find_duplicated_routing_header
+from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +43,8 @@ from mcprelay.gateway.core import Gateway
 
 logger = logging.getLogger(__name__)
 
+#: The downstream server's identity stamp for 2026-era results (``Server.server_info_stamp``).
+ServerInfo = Callable[[], dict[str, Any]]
 #: Writes one complete line (JSON text plus newline) to the client, waiting while the pipe is full.
 WriteLine = Callable[[bytes], Awaitable[None]]
 
@@ -50,9 +54,12 @@ _TAKEN_PARAMS = frozenset({"name", "arguments", "_meta"})
 class ToolCallPassthrough:
     """Serves plain ``tools/call`` requests of one stdio client; see the module docstring."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, server_info: ServerInfo) -> None:
         self.gateway = gateway
-        self.version: str | None = None  # the client's protocol version, once the SDK server answered initialize
+        self.server_info = server_info
+        #: The handshake-era version the SDK server answered ``initialize`` with ("" for any other answer);
+        #: ``None`` until then — and for good with a 2026-era client, whose requests each name their version.
+        self.version: str | None = None
         self._inflight: dict[tuple[type, str | int], anyio.CancelScope] = {}
         self._tg: TaskGroup | None = None
         self._write: WriteLine | None = None
@@ -83,7 +90,7 @@ class ToolCallPassthrough:
 
     def take(self, line: bytes) -> bool:
         """Whether this line was served here; ``False`` hands it to the SDK server unchanged."""
-        if not self.version or self._tg is None or self.gateway.config.routing_mode != "aggregate":
+        if self._tg is None or self.gateway.config.routing_mode != "aggregate":
             return False
         if b'"tools/call"' in line:
             return self._take_call(line)
@@ -92,9 +99,16 @@ class ToolCallPassthrough:
         return False
 
     def _take_call(self, line: bytes) -> bool:
-        call = plain_tool_call(_loads(line))
+        message = _loads(line)
+        call = plain_tool_call(message)
         if call is None:
             return False  # the SDK server answers malformed or extended requests with its own errors
+        if self.version is None:  # no handshake: a 2026-era request names its version in its own _meta
+            version = modern_version(message, None)
+        else:
+            version = self.version if not call.stamped else None
+        if not version:
+            return False
         key = (type(call.request_id), call.request_id)
         if key in self._inflight:
             return False
@@ -102,7 +116,7 @@ class ToolCallPassthrough:
         self._inflight[key] = scope
         self.answered += 1
         assert self._tg is not None
-        self._tg.start_soon(self._serve, key, scope, call)
+        self._tg.start_soon(self._serve, key, scope, call, version)
         return True
 
     def _take_cancel(self, line: bytes) -> bool:
@@ -113,14 +127,16 @@ class ToolCallPassthrough:
         scope.cancel()
         return True
 
-    async def _serve(self, key: tuple[type, str | int], scope: anyio.CancelScope, call: PlainCall) -> None:
-        assert self._write is not None and self.version
+    async def _serve(
+        self, key: tuple[type, str | int], scope: anyio.CancelScope, call: PlainCall, version: str
+    ) -> None:
+        assert self._write is not None
         write = self._write
         token = call.progress_token
         progress = _progress_sender(write, token) if token is not None else None
         try:
             with scope:
-                line = await _answer(self.gateway, call, self.version, progress)
+                line = await _answer(self.gateway, call, version, self.server_info, progress)
                 await write(line + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionError):
             pass  # the client is gone; the end of its stdin ends the session
@@ -136,6 +152,7 @@ class PlainCall:
     name: str
     arguments: dict[str, Any] | None
     progress_token: str | int | None
+    stamped: bool  # its _meta carries a 2026-era protocol version
 
 
 def plain_tool_call(message: dict[str, Any] | None) -> PlainCall | None:
@@ -155,7 +172,17 @@ def plain_tool_call(message: dict[str, Any] | None) -> PlainCall | None:
     ):
         return None
     token = meta.get("progressToken") if meta else None
-    return PlainCall(request_id, name, arguments, token if isinstance(token, str | int) else None)
+    stamped = meta is not None and PROTOCOL_VERSION_META_KEY in meta
+    return PlainCall(request_id, name, arguments, token if isinstance(token, str | int) else None, stamped)
+
+
+def modern_version(message: dict[str, Any] | None, headers: dict[str, str] | None) -> str | None:
+    """The 2026-era version a request names, when the SDK's own validation ladder accepts its envelope
+    (and, over HTTP, its routing headers); ``None`` sends it to the SDK server, which explains why not."""
+    if message is None:
+        return None
+    verdict = classify_inbound_request(message, headers=headers)
+    return verdict.protocol_version if isinstance(verdict, InboundModernRoute) else None
 
 
 def cancelled_request(message: dict[str, Any] | None) -> str | int | None:
@@ -167,11 +194,16 @@ def cancelled_request(message: dict[str, Any] | None) -> str | int | None:
     return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
 
 
-async def _answer(gateway: Gateway, call: PlainCall, version: str, progress: ProgressFnT | None) -> bytes:
+async def _answer(
+    gateway: Gateway, call: PlainCall, version: str, server_info: ServerInfo, progress: ProgressFnT | None
+) -> bytes:
     """The JSON-RPC response line (no newline) for ``call``: its result, or an error — never silence."""
     head = b'{"jsonrpc":"2.0","id":' + json.dumps(call.request_id).encode() + b',"result":'
     try:
-        text = await gateway.forward_tool_call(call.name, call.arguments, version=version, progress=progress)
+        text = await gateway.forward_tool_call(
+            call.name, call.arguments, version=version, progress=progress,
+            server_info=server_info() if version in MODERN_PROTOCOL_VERSIONS else None,
+        )
     except Exception as exc:  # a bug of ours: the client still gets an answer
         logger.exception("passthrough of tools/call %s failed", call.name)
         error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
@@ -214,10 +246,11 @@ class HttpToolCallPassthrough:
     SDK without it, nothing is taken.
     """
 
-    def __init__(self, inner: ASGIApp, manager: Any, gateway: Gateway) -> None:
+    def __init__(self, inner: ASGIApp, manager: Any, gateway: Gateway, server_info: ServerInfo) -> None:
         self.inner = inner
         self.manager = manager
         self.gateway = gateway
+        self.server_info = server_info
         self.answered = 0
         self._inflight: dict[tuple[str, type, str | int], anyio.CancelScope] = {}
 
@@ -229,10 +262,18 @@ class HttpToolCallPassthrough:
         version = headers.get("mcp-protocol-version")
         session = headers.get("mcp-session-id")
         accept = headers.get("accept", "")
+        if version in HANDSHAKE_PROTOCOL_VERSIONS:
+            eligible = session is not None and self._live(session, scope)
+        else:
+            # 2026-era: no session; Mcp-Param-* headers and duplicated routing headers are the SDK's to judge.
+            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+            eligible = (
+                version in MODERN_PROTOCOL_VERSIONS
+                and not any(k.lower().startswith("mcp-param-") for k, _ in raw)
+                and find_duplicated_routing_header(raw) is None
+            )
         if (
-            version not in HANDSHAKE_PROTOCOL_VERSIONS
-            or session is None
-            or not self._live(session, scope)
+            not eligible
             or "application/json" not in accept
             or "text/event-stream" not in accept
             or not headers.get("content-type", "").lower().startswith("application/json")
@@ -245,11 +286,19 @@ class HttpToolCallPassthrough:
             return  # the client left before sending its request
         message = _loads(body) if len(body) <= _MAX_BODY else None
         call = plain_tool_call(message)
-        if call is not None and call.progress_token is None and self._take(session, call):
-            await self._serve(session, call, version, receive, send)
-            return
+        if call is not None and call.progress_token is None:
+            if version in HANDSHAKE_PROTOCOL_VERSIONS and not call.stamped and session is not None:
+                key = (session, type(call.request_id), call.request_id)
+                if key not in self._inflight:
+                    await self._serve(key, call, version, receive, send)
+                    return
+            elif modern_version(message, dict(headers)) == version:
+                await self._serve(None, call, version, receive, send)
+                return
         cancelled = cancelled_request(message)
-        target = self._inflight.get((session, type(cancelled), cancelled)) if cancelled is not None else None
+        target = None
+        if session is not None and cancelled is not None:
+            target = self._inflight.get((session, type(cancelled), cancelled))
         if target is not None:
             target.cancel()
             await send({"type": "http.response.start", "status": 202, "headers": []})
@@ -265,13 +314,14 @@ class HttpToolCallPassthrough:
         transport = instances.get(session)
         return transport is not None and owners.get(session) is None and not getattr(transport, "is_terminated", True)
 
-    def _take(self, session: str, call: PlainCall) -> bool:
-        return (session, type(call.request_id), call.request_id) not in self._inflight
-
-    async def _serve(self, session: str, call: PlainCall, version: str, receive: Receive, send: Send) -> None:
-        key = (session, type(call.request_id), call.request_id)
+    async def _serve(
+        self, key: tuple[str, type, str | int] | None, call: PlainCall, version: str, receive: Receive, send: Send
+    ) -> None:
+        """Answer ``call``; ``key`` registers it for ``notifications/cancelled`` (sessions only: without a
+        session, request ids are not unique across clients, and closing the connection is the signal)."""
         scope = anyio.CancelScope()
-        self._inflight[key] = scope
+        if key is not None:
+            self._inflight[key] = scope
         self.answered += 1
         line: bytes | None = None
         try:
@@ -284,10 +334,11 @@ class HttpToolCallPassthrough:
 
                 tg.start_soon(watch_disconnect)
                 with scope:
-                    line = await _answer(self.gateway, call, version, None)
+                    line = await _answer(self.gateway, call, version, self.server_info, None)
                 tg.cancel_scope.cancel()
         finally:
-            self._inflight.pop(key, None)
+            if key is not None:
+                self._inflight.pop(key, None)
         if line is None:  # cancelled: a cancelled request gets no JSON-RPC response
             status, body, headers = 202, b"", []
         else:
