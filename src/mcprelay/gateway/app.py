@@ -82,9 +82,7 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
     """One agent on stdin/stdout; ends when the agent closes stdin."""
     async with (
         open_gateway(loaded, home=home, store=store) as downstream,
-        serve_stdio_streams(
-            ToolCallPassthrough(downstream.gateway, lambda: downstream.server.server_info_stamp)
-        ) as (read, write),
+        serve_stdio_streams(ToolCallPassthrough(downstream.gateway, downstream.server_info)) as (read, write),
     ):
         await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
@@ -94,7 +92,7 @@ def build_http_app(downstream: Downstream, *, host: str, port: int, api_key: str
     manager = StreamableHTTPSessionManager(app=downstream.server)
     routes: list[BaseRoute] = [
         Route("/mcp", HttpToolCallPassthrough(
-            StreamableHTTPASGIApp(manager), manager, downstream.gateway, lambda: downstream.server.server_info_stamp
+            StreamableHTTPASGIApp(manager), manager, downstream.gateway, downstream.server_info
         )),
         Mount(API_PREFIX, routes=rest_routes(downstream.gateway)),
     ]

@@ -398,8 +398,12 @@ def without_stamp(result: _ResultT) -> _ResultT:
     meta = result.meta
     if not meta or _SERVER_INFO_KEY not in meta:
         return result
-    rest = {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY}
-    return result.model_copy(update={"meta": rest or None})
+    return result.model_copy(update={"meta": _unstamped(meta)})
+
+
+def _unstamped(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """``_meta`` without the serverInfo stamp; ``None`` when nothing else was in it."""
+    return {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY} or None
 
 
 @dataclass
@@ -430,9 +434,8 @@ def without_stamp_dict(result: dict[str, Any]) -> dict[str, Any]:
     meta = result.get("_meta")
     if not isinstance(meta, dict) or _SERVER_INFO_KEY not in meta:
         return result
-    rest = {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY}
     trimmed = {k: v for k, v in result.items() if k != "_meta"}
-    if rest:
+    if (rest := _unstamped(meta)) is not None:
         trimmed["_meta"] = rest
     return trimmed
 

@@ -126,6 +126,10 @@ class Downstream:
         gateway.add_listener(self.broadcast)
         gateway.add_update_listener(self._resource_updated)
 
+    def server_info(self) -> dict[str, Any]:
+        """The ``serverInfo`` stamp the SDK server puts on 2026-era results (for answers given beside it)."""
+        return self.server.server_info_stamp
+
     @property
     def search_mode(self) -> bool:
         return self.gateway.config.routing_mode == "search"

@@ -36,6 +36,7 @@ from mcp.shared.message import SessionMessage
 _CHUNK = 1 << 16
 
 ReadStream = MemoryObjectReceiveStream[SessionMessage | Exception]
+WriteStream = MemoryObjectSendStream[SessionMessage]
 
 
 class Shortcut(Protocol):
@@ -48,8 +49,6 @@ class Shortcut(Protocol):
     def take(self, line: bytes) -> bool: ...
 
     def sent(self, message: types.JSONRPCMessage) -> None: ...
-
-WriteStream = MemoryObjectSendStream[SessionMessage]
 
 
 @contextlib.asynccontextmanager
