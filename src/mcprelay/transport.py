@@ -13,6 +13,7 @@ from typing import Any, Literal, TextIO
 
 import anyio
 import httpx2
+import mcp_types as types
 from mcp.client import Transport
 from mcp.client.client import Client
 from mcp.client.session import MessageHandlerFnT
@@ -20,6 +21,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 from mcprelay.httpclient import USER_AGENT
 
@@ -28,14 +30,19 @@ OnClosed = Callable[[], None]
 
 
 class _ReportingReadStream:
-    """A transport's read stream that reports its end.
+    """A transport's read stream that reports its end and answers for responses the SDK cannot parse.
 
-    The SDK's session notices that the server went away (a stdio process died, an SSE stream
-    dropped) only when the next request fails, and a supervisor that sends no requests would keep
-    a dead session for a whole ping interval. The end of the read stream is the earliest sign.
+    The end: the SDK's session notices that the server went away (a stdio process died, an SSE
+    stream dropped) only when the next request fails, and a supervisor that sends no requests would
+    keep a dead session for a whole ping interval. The end of the read stream is the earliest sign.
+
+    Unparseable responses: the SDK's stdio and SSE transports pass a line they cannot parse on as
+    the validation error, which no request is waiting for — the request it answered would wait for
+    its whole timeout. When the error shows the response's id, it becomes a JSON-RPC error for that
+    request here, naming what was wrong, so the call fails at once.
     """
 
-    def __init__(self, inner: Any, on_closed: OnClosed) -> None:
+    def __init__(self, inner: Any, on_closed: OnClosed | None) -> None:
         """``inner`` is the SDK's read stream (typed ``Any``: the SDK exports no public name for its type)."""
         self._inner = inner
         self._on_closed = on_closed
@@ -49,7 +56,8 @@ class _ReportingReadStream:
     def _report(self) -> None:
         if not self._reported:
             self._reported = True
-            self._on_closed()
+            if self._on_closed is not None:
+                self._on_closed()
 
     async def receive(self) -> SessionMessage | Exception:
         try:
@@ -57,6 +65,8 @@ class _ReportingReadStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             self._report()
             raise
+        if isinstance(item, ValidationError):
+            return _as_error_response(item) or item
         return item
 
     async def aclose(self) -> None:
@@ -81,10 +91,31 @@ class _ReportingReadStream:
         return None
 
 
+def _as_error_response(error: ValidationError) -> SessionMessage | None:
+    """The JSON-RPC error answering the request whose response failed validation, when its id shows."""
+    for detail in error.errors():
+        message = detail.get("input")
+        if isinstance(message, dict) and "method" not in message:
+            request_id = message.get("id")
+            if isinstance(request_id, str | int) and not isinstance(request_id, bool):
+                # The parse tried every message kind; what matters is why it is not the kind it claims to be.
+                kind = "JSONRPCError" if "error" in message else "JSONRPCResponse"
+                details = [d for d in error.errors() if d["loc"][:1] == (kind,)] or error.errors()
+                what = "; ".join(
+                    f"{'.'.join(map(str, d['loc'][1:] if d['loc'][:1] == (kind,) else d['loc'])) or 'message'}: "
+                    f"{d['msg']}"
+                    for d in details[:3]
+                )
+                data = types.ErrorData(
+                    code=types.INTERNAL_ERROR,
+                    message=f"the server's response is not a valid JSON-RPC response ({what})",
+                )
+                return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=data))
+    return None
+
+
 def _reporting(transport: Transport, on_closed: OnClosed | None) -> Transport:
-    """``transport`` with its read stream wrapped so ``on_closed`` hears of its end (unchanged without one)."""
-    if on_closed is None:
-        return transport
+    """``transport`` with its read stream wrapped (see :class:`_ReportingReadStream`)."""
     report = on_closed
 
     @asynccontextmanager

@@ -73,21 +73,23 @@ class Wire:
 
 
 @asynccontextmanager
-async def stdio_gateway(home: Path, config: Path) -> AsyncIterator[Wire]:
+async def stdio_gateway(
+    home: Path, config: Path, version: str = "2025-06-18", tool: str = "a__sleep"
+) -> AsyncIterator[Wire]:
     command = [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config), "serve", "--stdio"]
     async with await anyio.open_process(command, env=cli_env(home), stderr=None) as process:
         wire = Wire(process)
         try:
             init = await wire.call(0, "initialize", {
-                "protocolVersion": "2025-06-18", "capabilities": {},
+                "protocolVersion": version, "capabilities": {},
                 "clientInfo": {"name": "wire-test", "version": "1"},
             })
-            assert init["result"]["protocolVersion"] == "2025-06-18"
+            assert init["result"]["protocolVersion"] == version
             await wire.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
             with anyio.fail_after(30):
                 while True:
                     listed = await wire.call("list", "tools/list", {})
-                    if "a__sleep" in {t["name"] for t in listed["result"]["tools"]}:
+                    if tool in {t["name"] for t in listed["result"]["tools"]}:
                         break
                     await anyio.sleep(0.1)
             yield wire
@@ -284,3 +286,31 @@ async def test_serve_listen_answers_plain_tool_calls_as_json_and_leaves_the_rest
     rows = json.loads(mcprelay(home, config, "activity", "list", "--json").stdout)
     records = rows if isinstance(rows, list) else next(v for v in rows.values() if isinstance(v, list))
     assert ("echo", "ok") in {(r["tool"], r["status"]) for r in records}
+
+
+@pytest.mark.parametrize("version", ["2025-11-25", "2025-06-18"])  # the upstream's own version, and another
+async def test_malformed_upstream_results_become_clear_errors(tmp_path: Path, version: str) -> None:
+    """Forwarded as received when the versions match, so the gateway's shape check is the one look a
+    result gets; across versions the SDK's serializer judges it. Either way: a clear upstream_error."""
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"h": {"command": sys.executable, "args": ["-m", "mcprelay.testing.hostile_stdio_server"]}})
+    async with stdio_gateway(home, config, version=version, tool="h__fine") as wire:
+        fine = await wire.call(1, "tools/call", {"name": "h__fine", "arguments": {}})
+        assert fine["result"]["content"] == [{"type": "text", "text": "fine"}]
+        for i, tool in enumerate(["content_not_a_list", "content_without_type", "is_error_not_a_boolean",
+                                  "structured_not_an_object"]):
+            answer = await wire.call(10 + i, "tools/call", {"name": f"h__{tool}", "arguments": {}})
+            assert answer["result"]["isError"] is True, (tool, answer)
+            payload = json.loads(answer["result"]["content"][0]["text"])
+            assert payload["error_type"] == "upstream_error", (tool, payload)
+            assert f"tool {tool} on h returned a result that does not match" in payload["message"]
+
+        # Not even a JSON-RPC response (the SDK's transport cannot parse it): answered at once, not after
+        # the 120 s call timeout, saying what was wrong.
+        with anyio.fail_after(10):
+            answer = await wire.call(20, "tools/call", {"name": "h__not_an_object", "arguments": {}})
+        payload = json.loads(answer["result"]["content"][0]["text"])
+        assert payload["error_type"] == "upstream_error"
+        assert "not a valid JSON-RPC response (result: Input should be an object)" in payload["message"]
+        # The session survives it.
+        assert (await wire.call(21, "tools/call", {"name": "h__fine", "arguments": {}}))["result"]["isError"] is False

@@ -340,16 +340,20 @@ class Gateway:
         except McpRelayError as exc:
             call.fail(exc)
             return call
+        problem = _shape_problem(raw)
+        if problem is not None:
+            call.fail(self._malformed(call, problem))
+            return call
         call.result = without_stamp_dict(raw)
         call.status = "tool_error" if raw.get("isError") else "ok"
         return call
 
     @staticmethod
-    def _malformed(call: _Call, exc: Exception, version: str | None = None) -> McpRelayError:
+    def _malformed(call: _Call, problem: Exception | str, version: str | None = None) -> McpRelayError:
         target = f"protocol version {version}" if version else "the MCP schema"
         return McpRelayError(
             ErrorType.UPSTREAM_ERROR,
-            f"tool {call.tool} on {call.server} returned a result that does not match {target}: {str(exc)[:300]}",
+            f"tool {call.tool} on {call.server} returned a result that does not match {target}: {str(problem)[:300]}",
             suggestion=f"report it to the maintainers of {call.server}'s MCP server",
             server=call.server, request_id=call.request_id,
         )
@@ -438,6 +442,24 @@ def without_stamp_dict(result: dict[str, Any]) -> dict[str, Any]:
     if (rest := _unstamped(meta)) is not None:
         trimmed["_meta"] = rest
     return trimmed
+
+
+def _shape_problem(result: dict[str, Any]) -> str | None:
+    """What would make a client choke on a tool result, checked without building a model.
+
+    A result whose version matches the client's is forwarded as received, so this is the gateway's
+    one look at it: the fields every client reads, in the types the schema gives them. Anything finer
+    (a content block's own fields) is the client's to validate, as it would be without a gateway.
+    """
+    content = result.get("content")
+    if not isinstance(content, list) or not all(isinstance(c, dict) and isinstance(c.get("type"), str)
+                                                for c in content):
+        return "content must be a list of content blocks (objects with a string type)"
+    if "isError" in result and not isinstance(result["isError"], bool):
+        return "isError must be true or false"
+    if result.get("structuredContent") is not None and not isinstance(result["structuredContent"], dict):
+        return "structuredContent must be an object"
+    return None
 
 
 def error_result(error: McpRelayError) -> types.CallToolResult:

@@ -1,0 +1,60 @@
+"""A stdio MCP server whose tool results are malformed on purpose: ``python -m mcprelay.testing.hostile_stdio_server``.
+
+Standard library only, handshake era (it answers ``initialize`` with the version it was asked for
+and anything it does not know with -32601, as a pre-2026 server answers ``server/discover``). Its
+tools return results that break the schema in the ways a client would choke on, plus one valid
+tool, so a test can show that the gateway turns each into a clear error instead of passing it on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+#: tool name → the result it returns
+RESULTS: dict[str, Any] = {
+    "fine": {"content": [{"type": "text", "text": "fine"}], "isError": False},
+    "content_not_a_list": {"content": "fine"},
+    "content_without_type": {"content": [{"text": "no type"}]},
+    "is_error_not_a_boolean": {"content": [], "isError": "yes"},
+    "structured_not_an_object": {"content": [], "structuredContent": [1, 2]},
+    "not_an_object": ["a", "list"],
+}
+
+
+def handle(method: str, params: dict[str, Any]) -> Any:
+    if method == "initialize":
+        return {
+            "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "hostile", "version": "0.1.0"},
+        }
+    if method == "ping":
+        return {}
+    if method == "tools/list":
+        schema = {"type": "object", "properties": {}}
+        return {"tools": [{"name": name, "description": "A malformed result.", "inputSchema": schema}
+                          for name in RESULTS]}
+    if method == "tools/call":
+        return RESULTS[str(params.get("name"))]
+    raise LookupError(method)
+
+
+def main() -> None:
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        message = json.loads(line)
+        if "id" not in message or "method" not in message:
+            continue  # a notification or a response
+        try:
+            reply: dict[str, Any] = {"result": handle(message["method"], message.get("params") or {})}
+        except (LookupError, KeyError):
+            reply = {"error": {"code": -32601, "message": f"method not found: {message['method']}"}}
+        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], **reply}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
