@@ -10,9 +10,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcprelay.errors import McpRelayError
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from mcprelay.config import ServerConfig
+    from mcprelay.oauth.flow import LoginOptions, LoginOutcome
+    from mcprelay.store.base import TokenStore
 
 
 def _path(home: Path, server: str) -> Path:
@@ -55,3 +62,22 @@ def forget(home: Path, server: str) -> None:
         _path(home, server).unlink()
     except FileNotFoundError:
         pass
+
+
+async def recorded_login(
+    home: Path, server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, options: LoginOptions,
+    **kwargs: Any,
+) -> LoginOutcome:
+    """``oauth.flow.login`` with its outcome kept for ``auth status``: the error of a failed login, the
+    time and issuer of a successful one — whoever started it (``auth login``, ``call``, the REST API)."""
+    from mcprelay.oauth.flow import login  # not on the import path of `auth status`, which only reads
+
+    try:
+        outcome = await login(server, store, http, options, **kwargs)
+    except McpRelayError as exc:
+        record_error(home, server.name, exc)
+        raise
+    if outcome.grant:
+        clear_error(home, server.name)
+        write_status(home, server.name, issuer=outcome.grant.issuer)
+    return outcome

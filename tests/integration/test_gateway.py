@@ -158,11 +158,18 @@ async def test_rest_login_returns_the_url_and_the_server_connects(
 ) -> None:
     servers = strict_servers()
     home, config = tmp_path / "home", tmp_path / "config.json"
-    write_config(config, {"b": {"url": servers.mcp_url}, "a": stdio_server()})
+    write_config(config, {"b": {"url": servers.mcp_url}, "a": stdio_server(), "dead": {"url": "http://127.0.0.1:9/mcp"}})
     async with http_gateway(home, config) as base:
         async with httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as api:
             refused = await api.post("/servers/a/login")
             assert refused.status_code == 409 and refused.json()["error_type"] == "usage_error"
+            # A login that fails through the API is remembered like one that fails in a terminal.
+            failed = await api.post("/servers/dead/login")
+            assert failed.status_code >= 400, failed.text
+            status = mcprelay(home, config, "auth", "status", "--server", "dead", "--json")
+            last_error = json.loads(status.stdout)[0]["last_error"]
+            assert last_error and last_error["error_type"] == failed.json()["error_type"]
+            assert last_error["correlation_id"] == failed.json()["correlation_id"]
             started = await api.post("/servers/b/login")
             assert started.status_code == 202, started.text
             body = started.json()
@@ -172,3 +179,6 @@ async def test_rest_login_returns_the_url_and_the_server_connects(
                     await anyio.sleep(0.2)
             row = (await api.get("/servers/b")).json()["server"]
             assert row["auth_state"] == "authenticated" and row["tool_count"] == 4
+            status = mcprelay(home, config, "auth", "status", "--server", "b", "--json")
+            (b_row,) = json.loads(status.stdout)
+            assert b_row["state"] == "authenticated" and b_row["last_error"] is None

@@ -33,18 +33,11 @@ def login_options(headless: bool) -> Any:
 
 async def run_login(runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None) -> Any:
     from mcprelay.httpclient import new_http_client
-    from mcprelay.oauth.flow import login
 
     async with new_http_client() as http:
-        try:
-            outcome = await login(server, runtime.store, http, login_options(headless), scopes=scopes)
-        except McpRelayError as exc:
-            server_status.record_error(runtime.home, server.name, exc)
-            raise
-    if outcome.grant:
-        server_status.clear_error(runtime.home, server.name)
-        server_status.write_status(runtime.home, server.name, issuer=outcome.grant.issuer)
-    return outcome
+        return await server_status.recorded_login(
+            runtime.home, server, runtime.store, http, login_options(headless), scopes=scopes
+        )
 
 
 @app.command("login")

@@ -114,7 +114,7 @@ class Gateway:
         """Start every upstream in the background and report started at once; runs until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._logins = LoginRunner(tg, self.store, self.http, self._login_succeeded)
+            self._logins = LoginRunner(tg, self.home, self.store, self.http, self._login_succeeded)
             for server in self.config.mcp_servers:
                 self._start(server)
             tg.start_soon(self._broadcast_changes)

@@ -13,6 +13,7 @@ import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,7 +24,8 @@ from anyio.abc import TaskGroup
 from mcprelay import diaglog
 from mcprelay.config import ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
-from mcprelay.oauth.flow import LoginOptions, login
+from mcprelay.oauth.flow import LoginOptions
+from mcprelay.status import recorded_login
 from mcprelay.store.base import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -53,12 +55,14 @@ class LoginRunner:
     def __init__(
         self,
         task_group: TaskGroup,
+        home: Path,
         store: TokenStore,
         http: httpx2.AsyncClient,
         on_success: Callable[[str], None],
         open_browser: Callable[[str], bool] = webbrowser.open,
     ) -> None:
         self.task_group = task_group
+        self.home = home
         self.store = store
         self.http = http
         self.on_success = on_success
@@ -107,8 +111,8 @@ class LoginRunner:
             logger.info("%s", message.strip())
 
         try:
-            await login(
-                server, self.store, self.http, LoginOptions(open_browser=capture, notify=notify),
+            await recorded_login(
+                self.home, server, self.store, self.http, LoginOptions(open_browser=capture, notify=notify),
                 correlation_id=running.correlation_id,
             )
         except McpRelayError as exc:
