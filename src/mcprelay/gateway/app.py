@@ -18,7 +18,11 @@ from typing import Any
 
 import anyio
 import uvicorn
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import (
+    DEFAULT_SESSION_IDLE_TIMEOUT,
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+)
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
@@ -87,9 +91,12 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
         await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
 
-def build_http_app(downstream: Downstream, *, host: str, port: int, api_key: str | None) -> tuple[ASGIApp, Any]:
+def build_http_app(
+    downstream: Downstream, *, host: str, port: int, api_key: str | None,
+    session_idle_timeout: float = DEFAULT_SESSION_IDLE_TIMEOUT,
+) -> tuple[ASGIApp, Any]:
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
-    manager = StreamableHTTPSessionManager(app=downstream.server)
+    manager = StreamableHTTPSessionManager(app=downstream.server, session_idle_timeout=session_idle_timeout)
     routes: list[BaseRoute] = [
         Route("/mcp", HttpToolCallPassthrough(
             StreamableHTTPASGIApp(manager), manager, downstream.gateway, downstream.server_info

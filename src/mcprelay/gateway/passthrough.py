@@ -22,9 +22,11 @@ In front of ``/mcp`` the same, on a live session, without a progress token (see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,8 +264,10 @@ class HttpToolCallPassthrough:
         version = headers.get("mcp-protocol-version")
         session = headers.get("mcp-session-id")
         accept = headers.get("accept", "")
+        transport = None
         if version in HANDSHAKE_PROTOCOL_VERSIONS:
-            eligible = session is not None and self._live(session, scope)
+            transport = self._live_transport(session, scope) if session is not None else None
+            eligible = transport is not None
         else:
             # 2026-era: no session; Mcp-Param-* headers and duplicated routing headers are the SDK's to judge.
             raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
@@ -281,6 +285,12 @@ class HttpToolCallPassthrough:
             await self.inner(scope, receive, send)
             return
         assert version is not None
+        with _holding(transport):
+            await self._take_or_pass(scope, receive, send, version, session, headers)
+
+    async def _take_or_pass(
+        self, scope: Scope, receive: Receive, send: Send, version: str, session: str | None, headers: Headers
+    ) -> None:
         body, complete = await _read_body(receive)
         if not complete:
             return  # the client left before sending its request
@@ -306,13 +316,17 @@ class HttpToolCallPassthrough:
             return
         await self.inner(scope, _replay(body, receive), send)
 
-    def _live(self, session: str, scope: Scope) -> bool:
+    def _live_transport(self, session: str, scope: Scope) -> Any:
+        """The SDK transport of a live session that the SDK would serve this request on, else ``None``."""
         instances = getattr(self.manager, "_server_instances", None)
         owners = getattr(self.manager, "_session_owners", None)
         if not isinstance(instances, dict) or not isinstance(owners, dict) or scope.get("user") is not None:
-            return False
+            return None
         transport = instances.get(session)
-        return transport is not None and owners.get(session) is None and not getattr(transport, "is_terminated", True)
+        if transport is None or owners.get(session) is not None or getattr(transport, "is_terminated", True):
+            return None
+        idle = getattr(transport, "idle_scope", None)
+        return None if idle is not None and idle.cancel_called else transport
 
     async def _serve(
         self, key: tuple[str, type, str | int] | None, call: PlainCall, version: str, receive: Receive, send: Send
@@ -349,6 +363,30 @@ class HttpToolCallPassthrough:
             await send({"type": "http.response.body", "body": body})
         except OSError:
             pass  # the connection is gone
+
+
+@contextlib.contextmanager
+def _holding(transport: Any) -> Iterator[None]:
+    """Keep an SDK session from idling out while a request of its is served here.
+
+    The SDK reaps a stateful session after ``session_idle_timeout`` without a request in flight,
+    counting only the requests it serves itself; without this, a client that only calls tools would
+    lose its session after 30 minutes. Mirrors the SDK transport's own accounting (its request
+    counter and idle deadline); on an SDK without those, requests are simply not held.
+    """
+    idle = getattr(transport, "idle_scope", None)
+    timeout = getattr(transport, "_idle_timeout", None)
+    if idle is None or timeout is None or not isinstance(getattr(transport, "_requests_in_flight", None), int):
+        yield
+        return
+    transport._requests_in_flight += 1
+    idle.deadline = math.inf
+    try:
+        yield
+    finally:
+        transport._requests_in_flight -= 1
+        if not transport._requests_in_flight:
+            idle.deadline = anyio.current_time() + timeout
 
 
 #: The largest request body parsed here (the SDK's own limit for a message); larger ones go to the SDK.
