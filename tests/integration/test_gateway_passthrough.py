@@ -312,7 +312,11 @@ async def test_malformed_upstream_results_become_clear_errors(tmp_path: Path, ve
         payload = json.loads(answer["result"]["content"][0]["text"])
         assert payload["error_type"] == "upstream_error"
         assert "not a valid JSON-RPC response (result: Input should be an object)" in payload["message"]
-        # The session survives it.
+        # A multi-round-trip answer (input_required) cannot be relayed: said so, not passed on.
+        asks = await wire.call(22, "tools/call", {"name": "h__asks_for_input", "arguments": {}})
+        payload = json.loads(asks["result"]["content"][0]["text"])
+        assert payload["error_type"] == "upstream_error" and "asked for input" in payload["message"]
+        # The session survives all of it.
         assert (await wire.call(21, "tools/call", {"name": "h__fine", "arguments": {}}))["result"]["isError"] is False
 
 

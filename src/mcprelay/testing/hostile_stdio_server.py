@@ -20,6 +20,8 @@ RESULTS: dict[str, Any] = {
     "is_error_not_a_boolean": {"content": [], "isError": "yes"},
     "structured_not_an_object": {"content": [], "structuredContent": [1, 2]},
     "not_an_object": ["a", "list"],
+    # A 2026-07-28 multi-round-trip answer: it wants the client to answer questions first.
+    "asks_for_input": {"resultType": "input_required", "inputRequests": {}, "requestState": "opaque"},
 }
 
 
