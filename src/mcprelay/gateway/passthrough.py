@@ -3,21 +3,23 @@
 Why it exists: a tool call is the one message an agent sends over and over, and the gateway has
 nothing to add to it but routing. Through the SDK's server each call is parsed into models, runs
 the middleware chain and is validated and serialized again on the way out — the largest share of
-the gateway's CPU per call once the transports are cheap. Here the pipe transport offers every
-incoming line to :meth:`ToolCallPassthrough.take` first; a plain ``tools/call`` is routed to the
-upstream and its result written back as JSON text, and everything else — the handshake, listings,
-resources, prompts, search mode, anything unusual — goes to the SDK server as before.
+the gateway's CPU per call once the transports are cheap. So the stdio pipe transport offers every
+incoming line to :meth:`ToolCallPassthrough.take` first, and :class:`HttpToolCallPassthrough` looks at
+every POST to ``/mcp`` first; a plain ``tools/call`` is routed to the upstream and its result written
+back as JSON text, and everything else — the handshake, listings, resources, prompts, search mode,
+anything unusual — goes to the SDK server as before.
 
 What a call taken here still gets: the upstream error handling and activity record of
-:meth:`Gateway.forward_tool_call`, progress (when the client sent a ``progressToken``), cancellation
-(``notifications/cancelled`` for a request in flight here cancels it, and the SDK client then tells
-the upstream), and a result shaped for the client's protocol version.
+:meth:`Gateway.forward_tool_call`, progress (stdio, when the client sent a ``progressToken``),
+cancellation (``notifications/cancelled`` for a request in flight here, or over HTTP a closed
+connection; the SDK client then tells the upstream), and a result shaped for the client's protocol
+version, with the ``resultType`` and ``serverInfo`` stamp a 2026-era client expects.
 
-Which calls are taken on the stdio wire: only once the SDK server has answered ``initialize`` with a
-handshake-era version (2026-era clients, which stamp every request instead, keep the SDK path), in
-aggregate mode, with ``params`` holding nothing but ``name``, ``arguments`` (an object) and ``_meta``.
-In front of ``/mcp`` the same, on a live session, without a progress token (see
-:class:`HttpToolCallPassthrough`).
+Which calls are taken: plain ones — ``params`` holding nothing but ``name``, ``arguments`` (an
+object) and ``_meta`` — in aggregate mode, from a handshake-era client once the SDK server has
+answered its ``initialize`` (over HTTP: on a live session), or from a 2026-era client whose
+per-request envelope the SDK's own inbound ladder accepts. Over HTTP, a call with a progress token
+stays with the SDK, whose event stream can carry the progress.
 """
 
 from __future__ import annotations
