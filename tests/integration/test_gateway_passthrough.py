@@ -322,7 +322,7 @@ async def test_malformed_upstream_results_become_clear_errors(tmp_path: Path, ve
 
 async def test_tool_calls_answered_here_keep_the_http_session_from_idling_out(tmp_path: Path) -> None:
     """The SDK reaps a session after its idle timeout, counting only the requests it serves itself; the
-    passthrough holds the session the same way. In process, with a 1-second idle timeout."""
+    passthrough holds the session the same way. In process, with a 2-second idle timeout."""
     import uvicorn
 
     from mcprelay.config import parse_config
@@ -334,12 +334,16 @@ async def test_tool_calls_answered_here_keep_the_http_session_from_idling_out(tm
     port = sock.getsockname()[1]
     async with open_gateway(loaded, home=tmp_path / "home", store=MemoryStore()) as downstream:
         app, _manager = build_http_app(downstream, host="127.0.0.1", port=port, api_key=None,
-                                       session_idle_timeout=1.0)
+                                       session_idle_timeout=2.0)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         async with anyio.create_task_group() as tg, httpx2.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", timeout=30
         ) as http:
             tg.start_soon(server.serve, [sock])
+            # The upstream first: the session's idle countdown must not run while it starts.
+            with anyio.fail_after(30):
+                while "a__sleep" not in {t.name for t in downstream.gateway.tools()}:
+                    await anyio.sleep(0.05)
             accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
             with anyio.fail_after(10):
                 while True:
@@ -354,12 +358,8 @@ async def test_tool_calls_answered_here_keep_the_http_session_from_idling_out(tm
             session = {**accept, "Mcp-Session-Id": init.headers["mcp-session-id"],
                        "MCP-Protocol-Version": "2025-06-18"}
             await http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-            with anyio.fail_after(30):
-                while "a__sleep" not in {t.name for t in downstream.gateway.tools()}:
-                    await anyio.sleep(0.05)
-
-            # 2.5 s of back-to-back 0.5-second calls answered by the passthrough: never 1 s without one.
-            for i in range(5):
+            # 4 s of back-to-back 0.5-second calls answered by the passthrough: never 2 s without one.
+            for i in range(8):
                 answer = await http.post("/mcp", headers=session, json={
                     "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
                     "params": {"name": "a__sleep", "arguments": {"seconds": 0.5}}})
@@ -369,7 +369,7 @@ async def test_tool_calls_answered_here_keep_the_http_session_from_idling_out(tm
                                                                     "method": "tools/list", "params": {}})
             assert listed.status_code == 200, listed.text
             # ...and reaps it once it is really idle.
-            await anyio.sleep(2.0)
+            await anyio.sleep(3.5)
             gone = await http.post("/mcp", headers=session, json={"jsonrpc": "2.0", "id": 100,
                                                                   "method": "tools/list", "params": {}})
             assert gone.status_code == 404
