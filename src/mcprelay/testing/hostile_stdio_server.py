@@ -8,9 +8,9 @@ tool, so a test can show that the gateway turns each into a clear error instead 
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
+
+from mcprelay.testing.stdlib_stdio import serve
 
 #: tool name → the result it returns
 RESULTS: dict[str, Any] = {
@@ -44,18 +44,7 @@ def handle(method: str, params: dict[str, Any]) -> Any:
 
 
 def main() -> None:
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        message = json.loads(line)
-        if "id" not in message or "method" not in message:
-            continue  # a notification or a response
-        try:
-            reply: dict[str, Any] = {"result": handle(message["method"], message.get("params") or {})}
-        except (LookupError, KeyError):
-            reply = {"error": {"code": -32601, "message": f"method not found: {message['method']}"}}
-        sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], **reply}) + "\n")
-        sys.stdout.flush()
+    serve(handle)
 
 
 if __name__ == "__main__":
