@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mcprelay.gateway.search import IndexedTool, ToolIndex, tools_from_schema
+from mcprelay.gateway.catalog.search import IndexedTool, ToolIndex, tools_from_schema
 
 DEFAULT_CORPUS = Path(__file__).with_name("tool_corpus.json")
 LARGE = 1000

@@ -22,7 +22,7 @@ import pytest
 from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
 
-from mcprelay.gateway.rest import OPENAPI_DOCUMENT
+from mcprelay.gateway.control.rest import OPENAPI_DOCUMENT
 from tests.conftest import log_events
 from tests.integration.gateway_helpers import (
     Notifications,

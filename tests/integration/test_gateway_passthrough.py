@@ -1,4 +1,4 @@
-"""``serve --stdio`` answers plain ``tools/call`` itself (``gateway/passthrough.py``): the wire, byte for byte.
+"""``serve --stdio`` answers plain ``tools/call`` itself (``gateway/serving/fastpath.py``): the wire, byte for byte.
 
 A real gateway process and a real stdio upstream; the client here writes and reads JSON-RPC lines
 directly, so the test sees exactly what an agent would: ids echoed as sent, progress under the
@@ -326,14 +326,16 @@ async def test_tool_calls_answered_here_keep_the_http_session_from_idling_out(tm
     import uvicorn
 
     from mcprelay.config import parse_config
-    from mcprelay.gateway.app import _bind, build_http_app, open_gateway
+    from mcprelay.gateway.app import open_gateway
+    from mcprelay.gateway.serving.http import bind, build_http_app
     from mcprelay.store.memory import MemoryStore
 
     loaded = parse_config({"mcpServers": {"a": stdio_server()}})
-    sock = _bind("127.0.0.1", 0)
+    sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    async with open_gateway(loaded, home=tmp_path / "home", store=MemoryStore()) as downstream:
-        app, _manager = build_http_app(downstream, host="127.0.0.1", port=port, api_key=None,
+    async with open_gateway(loaded, home=tmp_path / "home", store=MemoryStore()) as running:
+        downstream = running.downstream
+        app, _manager = build_http_app(downstream, running.control, host="127.0.0.1", port=port, api_key=None,
                                        session_idle_timeout=2.0)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         async with anyio.create_task_group() as tg, httpx2.AsyncClient(

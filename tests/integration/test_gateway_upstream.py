@@ -8,10 +8,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from mcprelay.activity import ActivityLog
 from mcprelay.config import parse_config
-from mcprelay.gateway.activity import ActivityLog
-from mcprelay.gateway.core import Gateway
-from mcprelay.gateway.upstreams import UpstreamEnv
+from mcprelay.gateway.catalog.router import Gateway
+from mcprelay.gateway.upstreams.supervisor import UpstreamEnv
 from mcprelay.httpclient import new_http_client
 from mcprelay.store.memory import MemoryStore
 from tests.conftest import log_events
@@ -51,9 +51,9 @@ async def test_the_listener_gets_tcp_nodelay_on_accepted_connections() -> None:
     import asyncio
     import socket
 
-    from mcprelay.gateway.app import _bind
+    from mcprelay.gateway.serving.http import bind
 
-    sock = _bind("127.0.0.1", 0)
+    sock = bind("127.0.0.1", 0)
     seen: list[int] = []
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

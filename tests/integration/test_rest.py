@@ -11,9 +11,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
+from mcprelay.activity import ActivityLog, ActivityRecord, activity_path
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.activity import ActivityLog, ActivityRecord, activity_path
-from mcprelay.gateway.rest import OPENAPI_DOCUMENT, GatewayControl, rest_routes
+from mcprelay.gateway.control.rest import OPENAPI_DOCUMENT, GatewayControl, rest_routes
 from mcprelay.testing.asgi import serve_in_thread
 
 ERROR_FIELDS = {

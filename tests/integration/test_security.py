@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from mcprelay.errors import McpRelayError
-from mcprelay.gateway.security import allowed_hosts, guard, is_loopback, origin_allowed, require_api_key_for
+from mcprelay.gateway.serving.security import allowed_hosts, guard, is_loopback, origin_allowed, require_api_key_for
 from mcprelay.testing.asgi import AppFactory, ThreadedServer
 
 KEY = "s3cret-key-\u00e9"  # a non-ASCII key must not break the constant-time comparison

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mcprelay.gateway.activity import ActivityLog, ActivityRecord, activity_path
+from mcprelay.activity import ActivityLog, ActivityRecord, activity_path
 
 
 def rec(n: int, *, server: str = "github", status: str = "ok", arguments: str | None = None) -> ActivityRecord:
@@ -137,7 +137,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from mcprelay.gateway.activity import ActivityLog, ActivityRecord
+    from mcprelay.activity import ActivityLog, ActivityRecord
     log = ActivityLog(Path(sys.argv[1]))
     for n in range(int(sys.argv[3])):
         log.record(ActivityRecord(f"{sys.argv[2]}-{n}", None, sys.argv[2], "t", 0.0, 1.0, "ok", None, 1, 1))

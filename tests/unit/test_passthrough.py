@@ -11,8 +11,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from mcprelay.gateway.core import Gateway, without_stamp_dict
-from mcprelay.gateway.passthrough import ToolCallPassthrough
+from mcprelay.gateway.catalog.router import Gateway, without_stamp_dict
+from mcprelay.gateway.serving.fastpath import ToolCallPassthrough
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcprelay.gateway.search import IndexedTool, ToolIndex, tokenize, tools_from_schema
+from mcprelay.gateway.catalog.search import IndexedTool, ToolIndex, tokenize, tools_from_schema
 
 CORPUS = Path(__file__).resolve().parents[2] / "bench" / "tool_corpus.json"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from mcprelay.gateway.stderrlog import RotatingLog
+from mcprelay.gateway.upstreams.stderrlog import RotatingLog
 
 
 def test_private_and_capped(tmp_path: Path) -> None:

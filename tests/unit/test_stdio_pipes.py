@@ -14,7 +14,7 @@ import pytest
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
-from mcprelay.gateway.stdio_pipes import pipe_streams
+from mcprelay.gateway.serving.stdio import pipe_streams
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +97,7 @@ def test_serve_stdio_streams_over_real_pipes_restores_the_descriptors() -> None:
         """
         import os, sys, anyio, mcp_types as types
         from mcp.shared.message import SessionMessage
-        from mcprelay.gateway.stdio_pipes import serve_stdio_streams
+        from mcprelay.gateway.serving.stdio import serve_stdio_streams
 
         async def main():
             async with serve_stdio_streams() as (read, write):

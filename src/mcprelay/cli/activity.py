@@ -14,7 +14,7 @@ import typer
 from mcprelay.cli.runtime import get_runtime, print_json
 
 if TYPE_CHECKING:
-    from mcprelay.gateway.activity import ActivityRecord
+    from mcprelay.activity import ActivityRecord
 
 app = typer.Typer(help="The activity log: one row per tool call forwarded by the gateway.", no_args_is_help=True)
 
@@ -32,7 +32,7 @@ def list_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List forwarded tool calls, most recent first."""
-    from mcprelay.gateway.activity import ActivityLog, activity_path
+    from mcprelay.activity import ActivityLog, activity_path
 
     runtime = get_runtime(ctx)
     runtime.json_output = json_output

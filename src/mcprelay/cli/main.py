@@ -9,6 +9,7 @@ from typing import Annotated
 import click
 import typer
 
+from mcprelay import seam
 from mcprelay.cli import activity, auth, call, demo, probe, serve, tools, upstream
 from mcprelay.cli.runtime import Runtime, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
@@ -52,13 +53,7 @@ _current: list[Runtime] = []
 # Typer ≥ 0.29 raises from its own bundled copy of click; older releases raise click's own classes.
 _EXIT: tuple[type[BaseException], ...] = (typer.Exit, click.exceptions.Exit)
 _ABORT: tuple[type[BaseException], ...] = (typer.Abort, click.exceptions.Abort, KeyboardInterrupt)
-_USAGE: tuple[type[BaseException], ...] = (click.ClickException,)
-try:
-    from typer._click.exceptions import ClickException as _TyperClickException
-
-    _USAGE = (*_USAGE, _TyperClickException)
-except ImportError:  # pragma: no cover - older typer
-    pass
+_USAGE: tuple[type[BaseException], ...] = seam.typer_usage_errors()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,8 +26,9 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway: one MCP endpoint for all enabled upstreams."""
-    from mcprelay.gateway.app import parse_listen, serve_http, serve_stdio
-    from mcprelay.gateway.security import require_api_key_for
+    from mcprelay.gateway.app import serve_http, serve_stdio
+    from mcprelay.gateway.serving.http import parse_listen
+    from mcprelay.gateway.serving.security import require_api_key_for
 
     runtime = get_runtime(ctx)
     if stdio and listen:

@@ -27,8 +27,8 @@ def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]
         tools = [t for t in data["tools"] if server is None or t["server"] == server]
         return tools, [s for s in servers["servers"] if s["state"] != "ready" and server in (None, s["name"])]
     from mcprelay.config import Config
-    from mcprelay.gateway.direct import snapshot
-    from mcprelay.gateway.direct import tool_rows as rows_of
+    from mcprelay.gateway.upstreams.snapshot import snapshot
+    from mcprelay.gateway.upstreams.snapshot import tool_rows as rows_of
 
     config = runtime.loaded.config
     if server is not None:
@@ -76,7 +76,7 @@ def search(
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Rank the upstream tools for a task, the way the gateway's retrieve_tools does."""
-    from mcprelay.gateway.search import ToolIndex, tools_from_schema
+    from mcprelay.gateway.catalog.search import ToolIndex, tools_from_schema
 
     runtime = get_runtime(ctx)
     runtime.json_output = json_output

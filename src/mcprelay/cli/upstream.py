@@ -14,8 +14,8 @@ import typer
 
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.runfile import read_runfile
-from mcprelay.gateway.stderrlog import tail, upstream_log_path
+from mcprelay.gateway.control.runfile import read_runfile
+from mcprelay.gateway.upstreams.stderrlog import tail, upstream_log_path
 
 app = typer.Typer(help="Upstream servers: state and logs.", no_args_is_help=True)
 
@@ -49,7 +49,7 @@ def server_rows(runtime: Runtime) -> list[dict[str, Any]]:
     data = gateway_get(runtime, "/servers")
     if data is not None:
         return list(data["servers"])
-    from mcprelay.gateway.direct import snapshot
+    from mcprelay.gateway.upstreams.snapshot import snapshot
 
     upstreams = anyio.run(
         lambda: snapshot(runtime.loaded.config, store=runtime.store, home=runtime.home)

@@ -15,6 +15,8 @@ import secrets
 import sys
 from typing import Any, Protocol, runtime_checkable
 
+from mcprelay import seam
+
 KEYRING_SERVICE = "mcprelay"
 
 # Backends that look like keyrings but keep nothing, or keep secrets in a way that would break our
@@ -122,7 +124,7 @@ def current_keyring() -> Any:
     import keyring.core
 
     # Only while keyring has not chosen yet: a backend set by the program (or a test) stays.
-    if getattr(keyring.core, "_keyring_backend", True) is None:
+    if not seam.keyring_backend_chosen():
         detected = _detect_linux_keyring()
         if detected is not None:
             keyring.set_keyring(detected)
@@ -159,7 +161,6 @@ def _detect_linux_keyring() -> Any:
     try:
         from importlib.metadata import entry_points
 
-        from keyring import backend
         from keyring.util import platform_
 
         if (platform_.config_root() / "keyringrc.cfg").exists():
@@ -168,7 +169,7 @@ def _detect_linux_keyring() -> Any:
             return None
         from keyring.backends import SecretService, Windows, chainer, kwallet, libsecret  # noqa: F401
 
-        classes = list(backend.KeyringBackend._classes)  # every concrete backend class defined so far
+        classes = seam.keyring_backend_classes()
         if any(not cls.__module__.startswith("keyring.backends.") for cls in classes):
             return None
         rings: list[Any] = []

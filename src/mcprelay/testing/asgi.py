@@ -26,7 +26,7 @@ class AppFactory:
 class ThreadedServer:
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
         """``app`` is an ASGI app, or ``AppFactory(fn)`` when the app must know its own base URL."""
-        # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see gateway/app.py).
+        # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see gateway/serving/http.py).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))

@@ -35,8 +35,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 
+from mcprelay.activity import ActivityLog
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.activity import ActivityLog
 
 log = logging.getLogger(__name__)
 

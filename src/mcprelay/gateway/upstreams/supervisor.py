@@ -29,11 +29,11 @@ from mcp.client.session import IncomingMessage
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
 from mcp.shared.exceptions import MCPError
 
-from mcprelay import diaglog
+from mcprelay import diaglog, seam
 from mcprelay.config import ServerConfig
 from mcprelay.connect import open_upstream
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
-from mcprelay.gateway.stderrlog import captured_stderr, upstream_log_path
+from mcprelay.gateway.upstreams.stderrlog import captured_stderr, upstream_log_path
 from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant
 from mcprelay.store.base import TokenStore
@@ -534,19 +534,16 @@ class Upstream:
         """
         session = client.session
         version = client.protocol_version or "2025-11-25"
-        stamp = getattr(session, "_stamp", None)
-        dispatcher = getattr(session, "_dispatcher", None)
-        if stamp is None or dispatcher is None:  # an SDK without these internals: the model path
-            return await self._call_with_models(client, tool, arguments, progress), version
+        wire = seam.session_wire(session)
         data: dict[str, Any] = {"method": "tools/call", "params": {"name": tool}}
         if arguments is not None:
             data["params"]["arguments"] = arguments
         opts: CallOptions = {"timeout": self.env.call_timeout}
         if progress is not None:
             opts["on_progress"] = progress
-        stamp(data, opts)
+        wire.stamp(data, opts)
         try:
-            raw: dict[str, Any] = await dispatcher.send_raw_request("tools/call", data["params"], opts)
+            raw: dict[str, Any] = await wire.send_raw_request("tools/call", data["params"], opts)
         except MCPError as exc:
             if exc.code != types.HEADER_MISMATCH:
                 raise

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from mcprelay.config import Config
-from mcprelay.gateway.upstreams import Upstream, UpstreamEnv
+from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv
 from mcprelay.httpclient import new_http_client
 from mcprelay.store.base import TokenStore
 

@@ -40,7 +40,7 @@ WriteStream = MemoryObjectSendStream[SessionMessage]
 
 
 class Shortcut(Protocol):
-    """Serves some messages beside the SDK server on the same wire (see ``gateway/passthrough.py``)."""
+    """Serves some messages beside the SDK server on the same wire (see ``gateway/serving/fastpath.py``)."""
 
     async def run(
         self, write: Callable[[bytes], Awaitable[None]], *, task_status: TaskStatus[None] = ...

@@ -27,8 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +41,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcprelay import diaglog
-from mcprelay.gateway.core import Gateway
+from mcprelay import diaglog, seam
+from mcprelay.gateway.catalog.router import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -246,8 +245,7 @@ class HttpToolCallPassthrough:
     ``notifications/cancelled`` for a call in flight here cancels it; so does the client closing its
     connection. Every other request reaches the SDK unchanged, its body replayed.
 
-    Whether a session is live is the session manager's knowledge, read from its private table; on an
-    SDK without it, nothing is taken.
+    Whether a session is live is the session manager's knowledge, read through :mod:`mcprelay.seam`.
     """
 
     def __init__(self, inner: ASGIApp, manager: Any, gateway: Gateway, server_info: ServerInfo) -> None:
@@ -287,7 +285,7 @@ class HttpToolCallPassthrough:
             await self.inner(scope, receive, send)
             return
         assert version is not None
-        with _holding(transport):
+        with seam.holding_http_session(transport) if transport is not None else contextlib.nullcontext():
             await self._take_or_pass(scope, receive, send, version, session, headers)
 
     async def _take_or_pass(
@@ -320,15 +318,9 @@ class HttpToolCallPassthrough:
 
     def _live_transport(self, session: str, scope: Scope) -> Any:
         """The SDK transport of a live session that the SDK would serve this request on, else ``None``."""
-        instances = getattr(self.manager, "_server_instances", None)
-        owners = getattr(self.manager, "_session_owners", None)
-        if not isinstance(instances, dict) or not isinstance(owners, dict) or scope.get("user") is not None:
+        if scope.get("user") is not None:
             return None
-        transport = instances.get(session)
-        if transport is None or owners.get(session) is not None or getattr(transport, "is_terminated", True):
-            return None
-        idle = getattr(transport, "idle_scope", None)
-        return None if idle is not None and idle.cancel_called else transport
+        return seam.live_http_transport(self.manager, session)
 
     async def _serve(
         self, key: tuple[str, type, str | int] | None, call: PlainCall, version: str, receive: Receive, send: Send
@@ -365,30 +357,6 @@ class HttpToolCallPassthrough:
             await send({"type": "http.response.body", "body": body})
         except OSError:
             pass  # the connection is gone
-
-
-@contextlib.contextmanager
-def _holding(transport: Any) -> Iterator[None]:
-    """Keep an SDK session from idling out while a request of its is served here.
-
-    The SDK reaps a stateful session after ``session_idle_timeout`` without a request in flight,
-    counting only the requests it serves itself; without this, a client that only calls tools would
-    lose its session after 30 minutes. Mirrors the SDK transport's own accounting (its request
-    counter and idle deadline); on an SDK without those, requests are simply not held.
-    """
-    idle = getattr(transport, "idle_scope", None)
-    timeout = getattr(transport, "_idle_timeout", None)
-    if idle is None or timeout is None or not isinstance(getattr(transport, "_requests_in_flight", None), int):
-        yield
-        return
-    transport._requests_in_flight += 1
-    idle.deadline = math.inf
-    try:
-        yield
-    finally:
-        transport._requests_in_flight -= 1
-        if not transport._requests_in_flight:
-            idle.deadline = anyio.current_time() + timeout
 
 
 #: The largest request body parsed here (the SDK's own limit for a message); larger ones go to the SDK.

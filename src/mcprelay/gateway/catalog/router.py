@@ -31,11 +31,10 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.methods import serialize_server_result
 from pydantic import ValidationError
 
+from mcprelay.activity import ActivityLog, ActivityRecord
 from mcprelay.config import Config, LoadedConfig, ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
-from mcprelay.gateway.activity import ActivityLog, ActivityRecord
-from mcprelay.gateway.login import LoginRunner
-from mcprelay.gateway.upstreams import Upstream, UpstreamEnv
+from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv
 from mcprelay.store.base import TokenStore
 
 logger = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class RoutedTool:
 
 
 class Gateway:
-    """Implements the REST API's ``GatewayControl`` and everything the MCP endpoint forwards."""
+    """The aggregated catalog and the routing of every request the MCP endpoint forwards."""
 
     def __init__(
         self,
@@ -102,7 +101,6 @@ class Gateway:
         self._update_listeners: list[UpdateListener] = []
         self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
-        self._logins: LoginRunner | None = None
 
     @property
     def config(self) -> Config:
@@ -114,7 +112,6 @@ class Gateway:
         """Start every upstream in the background and report started at once; runs until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._logins = LoginRunner(tg, self.home, self.store, self.http, self._login_succeeded)
             for server in self.config.mcp_servers:
                 self._start(server)
             tg.start_soon(self._broadcast_changes)
@@ -214,17 +211,6 @@ class Gateway:
             row["transport"] = "streamable-http"
         return row
 
-    async def start_login(self, name: str) -> dict[str, Any]:
-        server = next((s for s in self.config.mcp_servers if s.name == name), None)
-        if server is None:
-            raise McpRelayError(
-                ErrorType.USAGE_ERROR, f"no server named {name!r} is configured",
-                suggestion="check the name with `mcprelay upstream list`", server=name,
-            )
-        if self._logins is None:
-            raise McpRelayError(ErrorType.USAGE_ERROR, "the gateway is not running", server=name)
-        return await self._logins.start(server)
-
     def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
         """``GET /api/v1/tools``: what ``mcprelay tools list`` prints, without connecting to every upstream again."""
         return [
@@ -233,7 +219,11 @@ class Gateway:
             for r in self.tools() if server is None or r.upstream.name == server
         ]
 
-    def _login_succeeded(self, name: str) -> None:
+    def server_config(self, name: str) -> ServerConfig | None:
+        return next((s for s in self.config.mcp_servers if s.name == name), None)
+
+    def wake_upstream(self, name: str) -> None:
+        """A login for ``name`` just stored a grant: look again now instead of at the next poll."""
         upstream = self.upstreams.get(name)
         if upstream is not None:
             upstream.wake()

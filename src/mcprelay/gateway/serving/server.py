@@ -33,10 +33,10 @@ from mcp.server.subscriptions import (
 )
 from mcp.shared.exceptions import MCPError
 
-from mcprelay import __version__
+from mcprelay import __version__, seam
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.core import Gateway, error_result
-from mcprelay.gateway.search import ToolIndex, tools_from_schema
+from mcprelay.gateway.catalog.router import Gateway, error_result
+from mcprelay.gateway.catalog.search import ToolIndex, tools_from_schema
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +142,7 @@ class Downstream:
             self._sessions[key] = ctx.session
             while len(self._sessions) > MAX_SESSIONS:
                 self._sessions.popitem(last=False)
-            # Forget the connection when it closes (the SDK keeps the connection behind the session proxy).
-            connection = getattr(ctx.session, "_connection", None)
-            exit_stack = getattr(connection, "exit_stack", None)
-            if exit_stack is not None:
-                exit_stack.callback(self._sessions.pop, key, None)
+            seam.on_connection_closed(ctx.session, lambda: self._sessions.pop(key, None))
         return await call_next(ctx)
 
     async def broadcast(self) -> None:
