@@ -98,6 +98,9 @@ class ServerConfig(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+    #: Through the gateway: ``SERVER__NAME`` tools and prompts and ``mcprelay://SERVER/URI`` resources (true),
+    #: or the server's own names and URIs (false; a name another server already uses is skipped).
+    prefix: bool = True
     oauth: OAuthConfig = Field(default_factory=OAuthConfig)
 
     @field_validator("name")
@@ -125,6 +128,8 @@ class Config(_Strict):
     routing_mode: Literal["aggregate", "search"] = "aggregate"
     listen: str = "127.0.0.1:8080"
     api_key: str = Field(default="", repr=False)
+    #: How long the first list request of a session waits for upstreams still making their first connection.
+    first_list_timeout: float = Field(default=5.0, ge=0, le=120)
 
     @field_validator("token_store")
     @classmethod

@@ -14,7 +14,6 @@ from typing import TextIO
 
 import httpx2
 from mcp.client.client import Client
-from mcp.client.session import MessageHandlerFnT
 
 from mcprelay.config import ServerConfig
 from mcprelay.errors import login_required
@@ -25,7 +24,7 @@ from mcprelay.oauth.rfc6749 import ClientCredentials
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
 from mcprelay.store.base import TokenStore
-from mcprelay.transport import OnClosed, open_session, open_stdio_session
+from mcprelay.transport import ClientHandlers, OnClosed, open_session, open_stdio_session
 
 #: Runs an interactive login for the server (optionally with the given scopes) and stores the grant.
 Login = Callable[[list[str] | None], Awaitable[None]]
@@ -84,17 +83,18 @@ async def open_upstream(
     login: Login | None = None,
     errlog: TextIO | None = None,
     request_timeout: float = 60.0,
-    message_handler: MessageHandlerFnT | None = None,
+    handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
 ) -> AsyncIterator[tuple[Client, OAuth | None]]:
     """An initialized session to ``server`` and the auth plugged into it (None: no OAuth).
 
-    ``message_handler`` gets the server's notifications from the start of the session (the gateway
-    relists on ``list_changed``); ``on_closed`` hears when the server's side ends (the gateway reconnects).
+    ``handlers`` get the server's notifications and requests from the start of the session (the gateway
+    relists on ``list_changed`` and relays the rest); ``on_closed`` hears when the server's side ends
+    (the gateway reconnects).
     """
     if server.transport == "stdio":
         async with open_stdio_session(
-            server.command, server.args, server.env, errlog=errlog, message_handler=message_handler, on_closed=on_closed
+            server.command, server.args, server.env, errlog=errlog, handlers=handlers, on_closed=on_closed
         ) as client:
             yield client, None
         return
@@ -112,7 +112,7 @@ async def open_upstream(
     try:
         async with open_session(
             server.url, transport=server.transport, auth=auth, headers=server.headers,
-            request_timeout=request_timeout, message_handler=message_handler, on_closed=on_closed,
+            request_timeout=request_timeout, handlers=handlers, on_closed=on_closed,
         ) as client:
             yield client, auth
     except Exception:

@@ -74,13 +74,6 @@ def session_wire(session: Any) -> SessionWire:
     return SessionWire(stamp, _attr(dispatcher, "send_raw_request", "mcp", "ClientSession._dispatcher"))
 
 
-def tool_param_headers(session: Any, tool: str, arguments: Any) -> dict[str, str]:
-    """The ``Mcp-Param-*`` headers (2026-07-28, ``x-mcp-header``) the session would send with a call."""
-    resolve = _attr(session, "_resolve_param_headers", "mcp", "ClientSession")
-    headers: dict[str, str] = resolve(tool, arguments or {})
-    return headers
-
-
 # ---------------------------------------------------------------- mcp: the HTTP session manager
 
 
@@ -131,10 +124,15 @@ def holding_http_session(transport: Any) -> Iterator[None]:
 # ---------------------------------------------------------------- mcp: the server session's connection
 
 
+def connection_of(session: Any) -> Any:
+    """The SDK ``Connection`` behind a ``ServerSession``: one per downstream connection, where the session
+    object is one per request (so it cannot key what the gateway keeps per connection)."""
+    return _attr(session, "_connection", "mcp", "ServerSession")
+
+
 def on_connection_closed(session: Any, callback: Callable[[], Any]) -> None:
     """Run ``callback`` when the downstream connection behind an SDK ``ServerSession`` closes."""
-    connection = _attr(session, "_connection", "mcp", "ServerSession")
-    exit_stack = _attr(connection, "exit_stack", "mcp", "Connection")
+    exit_stack = _attr(connection_of(session), "exit_stack", "mcp", "Connection")
     exit_stack.callback(callback)
 
 
@@ -211,7 +209,6 @@ def check() -> list[str]:
     try:
         session = ClientSession(receive, out_send)
         probe(lambda: session_wire(session))
-        probe(lambda: _attr(session, "_resolve_param_headers", "mcp", "ClientSession"))
     finally:
         for stream in (send, receive, out_send, out_receive):
             stream.close()

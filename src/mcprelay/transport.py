@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TextIO
 
@@ -16,7 +17,7 @@ import httpx2
 import mcp_types as types
 from mcp.client import Transport
 from mcp.client.client import Client
-from mcp.client.session import MessageHandlerFnT
+from mcp.client.session import ElicitationFnT, ListRootsFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -24,9 +25,41 @@ from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 from mcprelay.httpclient import USER_AGENT
+from mcprelay.related import RelatedRequestTagging
 
 #: Called (synchronously, from the session's reader) once the server's side of the connection has ended.
 OnClosed = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class ClientHandlers:
+    """What a session does with what the server sends on its own: notifications and server requests.
+
+    ``message`` gets the server's notifications (and transport errors) from before the handshake on.
+    ``sampling``, ``elicitation`` and ``list_roots`` answer the server's requests; each one given is
+    also declared as a client capability. ``logging`` gets ``notifications/message``. ``tag_related``
+    (streamable HTTP) marks each server request and log message with the request whose response
+    stream carried it (see :mod:`mcprelay.related`).
+    """
+
+    message: MessageHandlerFnT | None = None
+    sampling: SamplingFnT | None = None
+    elicitation: ElicitationFnT | None = None
+    list_roots: ListRootsFnT | None = None
+    logging: LoggingFnT | None = None
+    tag_related: bool = False
+
+
+def _client(transport: Transport, handlers: ClientHandlers) -> Client:
+    return Client(
+        transport,
+        mode="auto",
+        message_handler=handlers.message,
+        sampling_callback=handlers.sampling,
+        elicitation_callback=handlers.elicitation,
+        list_roots_callback=handlers.list_roots,
+        logging_callback=handlers.logging,
+    )
 
 
 class _ReportingReadStream:
@@ -134,38 +167,35 @@ async def open_session(
     auth: httpx2.Auth | None = None,
     headers: dict[str, str] | None = None,
     request_timeout: float = 60.0,
-    message_handler: MessageHandlerFnT | None = None,
+    handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
 ) -> AsyncIterator[Client]:
     """An initialized SDK ``Client``. ``auto`` asks ``server/discover`` first (servers of the 2026 spec
     refuse a bare ``initialize``) and falls back to the ``initialize`` handshake for older ones.
 
-    ``message_handler`` receives the server's notifications (and transport errors). It is given to the
-    ``Client`` at construction so that it is in place before the handshake: a notification sent right
-    after ``initialize`` is not lost, and the SDK's own response-cache eviction still runs in front of it.
-    ``on_closed`` is told when the server's side of the connection ends (see :class:`_ReportingReadStream`).
+    ``handlers`` are given to the ``Client`` at construction so that they are in place before the
+    handshake: a notification sent right after ``initialize`` is not lost, and the SDK's own
+    response-cache eviction still runs in front of them. ``on_closed`` is told when the server's side
+    of the connection ends (see :class:`_ReportingReadStream`).
     """
+    handlers = handlers or ClientHandlers()
     all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     if transport == "sse":
 
         def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
             return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth)
 
-        async with Client(
+        async with _client(
             _reporting(sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), on_closed),
-            mode="auto",
-            message_handler=message_handler,
+            handlers,
         ) as client:
             yield client
         return
     http = httpx2.AsyncClient(
-        headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0))
+        headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0)),
+        transport=RelatedRequestTagging(httpx2.AsyncHTTPTransport()) if handlers.tag_related else None,
     )
-    async with http, Client(
-        _reporting(streamable_http_client(url, http_client=http), on_closed),
-        mode="auto",
-        message_handler=message_handler,
-    ) as client:
+    async with http, _client(_reporting(streamable_http_client(url, http_client=http), on_closed), handlers) as client:
         yield client
 
 
@@ -176,7 +206,7 @@ async def open_stdio_session(
     env: dict[str, str] | None = None,
     *,
     errlog: TextIO | None = None,
-    message_handler: MessageHandlerFnT | None = None,
+    handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
 ) -> AsyncIterator[Client]:
     """An initialized SDK ``Client`` on a local server subprocess (stdin/stdout); see :func:`open_session`.
@@ -186,9 +216,7 @@ async def open_stdio_session(
     import sys
 
     params = StdioServerParameters(command=command, args=list(args), env=env or None)
-    async with Client(
-        _reporting(stdio_client(params, errlog=errlog or sys.stderr), on_closed),
-        mode="auto",
-        message_handler=message_handler,
+    async with _client(
+        _reporting(stdio_client(params, errlog=errlog or sys.stderr), on_closed), handlers or ClientHandlers()
     ) as client:
         yield client

@@ -10,6 +10,7 @@ import pytest
 
 from mcprelay.activity import ActivityLog
 from mcprelay.config import parse_config
+from mcprelay.gateway.catalog.origin import NoClient
 from mcprelay.gateway.catalog.router import Gateway
 from mcprelay.gateway.upstreams.supervisor import UpstreamEnv
 from mcprelay.httpclient import new_http_client
@@ -37,9 +38,9 @@ async def test_a_ping_answered_with_an_error_keeps_the_session(home: Path) -> No
                 while (gateway.get_server("a") or {}).get("state") != "ready":
                     await anyio.sleep(0.05)
             await anyio.sleep(2.0)  # about ten pings
-            result = await gateway.call_tool("a__echo", {"text": "still here"})
+            result = await gateway.forward.call_tool("a__echo", {"text": "still here"}, NoClient())
             tg.cancel_scope.cancel()
-    assert not result.is_error
+    assert not result.get("isError")
     events = [e["event"] for e in log_events(home) if e.get("server") == "a"]
     assert events.count("upstream_ready") == 1, events
     assert "upstream_failed" not in events

@@ -32,7 +32,7 @@ from mcprelay.gateway.control.plane import ControlPlane
 from mcprelay.gateway.control.rest import API_PREFIX
 from mcprelay.gateway.control.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.control.watch import watch_config
-from mcprelay.gateway.serving.fastpath import ToolCallPassthrough
+from mcprelay.gateway.serving.fastpath import StdioFastPath
 from mcprelay.gateway.serving.http import bind, build_http_app, parse_listen
 from mcprelay.gateway.serving.security import require_api_key_for
 from mcprelay.gateway.serving.server import Downstream
@@ -85,7 +85,7 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
     """One agent on stdin/stdout; ends when the agent closes stdin."""
     async with open_gateway(loaded, home=home, store=store) as running:
         downstream = running.downstream
-        async with serve_stdio_streams(ToolCallPassthrough(downstream.gateway, downstream.server_info)) as streams:
+        async with serve_stdio_streams(StdioFastPath(downstream)) as streams:
             read, write = streams
             await downstream.server.run(read, write, downstream.server.create_initialization_options())
 

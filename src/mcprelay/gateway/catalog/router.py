@@ -1,72 +1,46 @@
-"""The gateway object: the upstream supervisors, the aggregated catalog, routing, logins and activity.
+"""The gateway object: the upstream supervisors, the aggregated catalogue, and routing between them.
 
 Both doors into the gateway — the MCP endpoint and the REST API — talk to this one object, so a
 login started through REST makes tools appear on every connected MCP client, and a config edit is
-applied in one place. It knows nothing of transports: ``app.py`` serves it, ``server.py`` maps it
-onto the MCP protocol.
+applied in one place. It knows nothing of transports: ``serving/`` maps it onto the MCP protocol.
 
-Naming (the contract fixes tools; resources and prompts follow the same idea):
+The catalogue is what the ready upstreams last listed, each under its :class:`Namespace` (see
+``names.py``): built once per change (``version``), so a listing or a lookup is a dict read. Requests
+are forwarded by :class:`mcprelay.gateway.catalog.forward.Forwarder`, which this object owns.
 
-* tool ``search`` of server ``github`` → ``github__search``;
-* prompt ``review`` of server ``github`` → ``github__review``;
-* resource ``file:///a.txt`` of server ``docs`` → ``mcprelay://docs/file:///a.txt`` (templates alike),
-  so any URI, whatever its scheme, maps back to exactly one server.
+A list request should never see a half-connected gateway: :meth:`settle` waits (bounded by the
+config's ``first_list_timeout``) until every enabled upstream's first connection attempt has ended,
+ready, ``login_required`` or failed; one slower than that joins later with ``list_changed``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
-from mcp.shared.dispatcher import ProgressFnT
-from mcp_types.methods import serialize_server_result
-from pydantic import ValidationError
+from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
-from mcprelay.activity import ActivityLog, ActivityRecord
+from mcprelay.activity import ActivityLog
 from mcprelay.config import Config, LoadedConfig, ServerConfig
-from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
-from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv
+from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.gateway.catalog.names import SEPARATOR, Namespace, split_name, split_uri
+from mcprelay.gateway.catalog.origin import LOG_LEVELS
+from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv, UpstreamHooks
 from mcprelay.store.base import TokenStore
 
 logger = logging.getLogger(__name__)
-
-SEPARATOR = "__"
-RESOURCE_PREFIX = "mcprelay://"
 
 #: A downstream sink for "the aggregated lists changed" (the MCP server broadcasts list_changed).
 ChangeListener = Callable[[], Awaitable[None]]
 #: A downstream sink for "this (exposed) resource URI changed" (resources/updated to its subscribers).
 UpdateListener = Callable[[str], Coroutine[Any, Any, None]]
-
-
-def exposed_name(server: str, name: str) -> str:
-    return f"{server}{SEPARATOR}{name}"
-
-
-def split_name(name: str) -> tuple[str, str] | None:
-    """``server__tool`` → (server, tool); server names never contain ``__``, so the first one splits."""
-    server, sep, rest = name.partition(SEPARATOR)
-    return (server, rest) if sep and server and rest else None
-
-
-def exposed_uri(server: str, uri: str) -> str:
-    return f"{RESOURCE_PREFIX}{server}/{uri}"
-
-
-def split_uri(uri: str) -> tuple[str, str] | None:
-    if not uri.startswith(RESOURCE_PREFIX):
-        return None
-    server, sep, rest = uri[len(RESOURCE_PREFIX) :].partition("/")
-    return (server, rest) if sep and server and rest else None
 
 
 @dataclass(frozen=True)
@@ -76,8 +50,24 @@ class RoutedTool:
     tool: types.Tool
 
 
+@dataclass
+class _Catalog:
+    """The exposed catalogue at one ``version``: lists for listing, maps for routing."""
+
+    version: int
+    tools: list[RoutedTool] = field(default_factory=list)
+    tool_map: dict[str, RoutedTool] = field(default_factory=dict)
+    prompts: list[types.Prompt] = field(default_factory=list)
+    prompt_map: dict[str, tuple[Upstream, str]] = field(default_factory=dict)
+    resources: list[types.Resource] = field(default_factory=list)
+    resource_map: dict[str, tuple[Upstream, str]] = field(default_factory=dict)
+    templates: list[types.ResourceTemplate] = field(default_factory=list)
+    #: Unprefixed upstreams' templates, for resolving a URI none of them listed.
+    own_templates: list[tuple[UriTemplate, Upstream]] = field(default_factory=list)
+
+
 class Gateway:
-    """The aggregated catalog and the routing of every request the MCP endpoint forwards."""
+    """The aggregated catalogue and the routing of every request the MCP endpoint forwards."""
 
     def __init__(
         self,
@@ -89,6 +79,8 @@ class Gateway:
         activity: ActivityLog,
         env: UpstreamEnv | None = None,
     ) -> None:
+        from mcprelay.gateway.catalog.forward import Forwarder
+
         self.loaded = loaded
         self.home = home
         self.store = store
@@ -97,14 +89,25 @@ class Gateway:
         self.env = env or UpstreamEnv(store=store, http=http, home=home)
         self.upstreams: dict[str, Upstream] = {}
         self.version = 0  # bumped whenever the aggregated lists may have changed
+        self.forward = Forwarder(self)
+        self._hooks = UpstreamHooks(on_input=self.forward.on_input, on_log=self.forward.on_log)
+        self._catalog = _Catalog(version=-1)
         self._listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []
         self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
+        self._log_levels: dict[object, str] = {}  # downstream session → the level it asked for
 
     @property
     def config(self) -> Config:
         return self.loaded.config
+
+    @property
+    def task_group(self) -> TaskGroup:
+        """The gateway's own task group, for work that outlives the request that started it."""
+        if self._tg is None:
+            raise McpRelayError(ErrorType.UPSTREAM_ERROR, "the gateway is not running")
+        return self._tg
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,13 +133,15 @@ class Gateway:
 
     def _resource_updated(self, upstream: Upstream, uri: str) -> None:
         if self._tg is not None and self.upstreams.get(upstream.name) is upstream:
+            exposed = self.namespace(upstream).uri(uri)
             for listener in list(self._update_listeners):
-                self._tg.start_soon(listener, exposed_uri(upstream.name, uri))
+                self._tg.start_soon(listener, exposed)
 
     def _start(self, server: ServerConfig) -> None:
         assert self._tg is not None
-        upstream = Upstream(server, self.env, self._upstream_changed)
+        upstream = Upstream(server, self.env, self._upstream_changed, self._hooks)
         upstream.on_resource_updated = self._resource_updated
+        upstream.log_level = self._wanted_log_level()
         self.upstreams[server.name] = upstream
         self._tg.start_soon(upstream.run, name=f"upstream-{server.name}")
 
@@ -165,6 +170,17 @@ class Gateway:
         if mode_changed or dropped or old.keys() != new.keys():
             self._mark_changed()
 
+    async def settle(self, limit: float | None = None) -> None:
+        """Wait until every enabled upstream's first connection attempt has ended, at most ``limit``
+        seconds (default: the config's ``first_list_timeout``)."""
+        limit = self.config.first_list_timeout if limit is None else limit
+        pending = [u for u in self.upstreams.values() if u.config.enabled and not u.settled.is_set()]
+        if not pending:
+            return
+        with anyio.move_on_after(limit):
+            for upstream in pending:
+                await upstream.settled.wait()
+
     # ------------------------------------------------------------------ change notifications
 
     def _upstream_changed(self, upstream: Upstream, catalog_changed: bool) -> None:
@@ -189,7 +205,7 @@ class Gateway:
                 except Exception:  # one broken client must not stop the others from hearing about it
                     logger.exception("list_changed listener failed")
 
-    # ------------------------------------------------------------------ GatewayControl
+    # ------------------------------------------------------------------ what the control plane reads
 
     def list_servers(self) -> list[dict[str, Any]]:
         return [row for s in self.config.mcp_servers if (row := self.get_server(s.name)) is not None]
@@ -199,7 +215,7 @@ class Gateway:
         if upstream is not None:
             row = upstream.describe()
         else:
-            server = next((s for s in self.config.mcp_servers if s.name == name), None)
+            server = self.server_config(name)
             if server is None:
                 return None
             row = {
@@ -228,7 +244,10 @@ class Gateway:
         if upstream is not None:
             upstream.wake()
 
-    # ------------------------------------------------------------------ the aggregated catalog
+    # ------------------------------------------------------------------ the aggregated catalogue
+
+    def namespace(self, upstream: Upstream) -> Namespace:
+        return Namespace(upstream.name, upstream.config.prefix)
 
     def _ready(self) -> Iterator[Upstream]:
         for server in self.config.mcp_servers:
@@ -236,225 +255,144 @@ class Gateway:
             if upstream is not None and upstream.state == "ready":
                 yield upstream
 
+    def catalog(self) -> _Catalog:
+        """The exposed catalogue, rebuilt only when something changed since it was last built."""
+        if self._catalog.version == self.version:
+            return self._catalog
+        catalog = _Catalog(version=self.version)
+        for upstream in self._ready():
+            ns = self.namespace(upstream)
+            for tool in upstream.catalog.tools:
+                name = ns.name(tool.name)
+                if name in catalog.tool_map:
+                    _shadowed(upstream, "tool", name, catalog.tool_map[name].upstream)
+                    continue
+                routed = RoutedTool(name, upstream, tool)
+                catalog.tools.append(routed)
+                catalog.tool_map[name] = routed
+            for prompt in upstream.catalog.prompts:
+                name = ns.name(prompt.name)
+                if name in catalog.prompt_map:
+                    _shadowed(upstream, "prompt", name, catalog.prompt_map[name][0])
+                    continue
+                catalog.prompts.append(prompt.model_copy(update={"name": name}))
+                catalog.prompt_map[name] = (upstream, prompt.name)
+            for resource in upstream.catalog.resources:
+                uri = ns.uri(resource.uri)
+                if uri in catalog.resource_map:
+                    _shadowed(upstream, "resource", uri, catalog.resource_map[uri][0])
+                    continue
+                catalog.resources.append(resource.model_copy(update={"uri": uri, "name": ns.name(resource.name)}))
+                catalog.resource_map[uri] = (upstream, resource.uri)
+            for template in upstream.catalog.templates:
+                catalog.templates.append(template.model_copy(
+                    update={"uri_template": ns.uri(template.uri_template), "name": ns.name(template.name)}
+                ))
+                if not ns.prefixed:
+                    try:
+                        catalog.own_templates.append((UriTemplate.parse(template.uri_template), upstream))
+                    except (InvalidUriTemplate, ValueError):
+                        logger.debug("%s: template %r does not parse", upstream.name, template.uri_template)
+        self._catalog = catalog
+        return catalog
+
     def tools(self) -> list[RoutedTool]:
-        return [
-            RoutedTool(exposed_name(u.name, t.name), u, t) for u in self._ready() for t in u.catalog.tools
-        ]
+        return self.catalog().tools
 
     def resources(self) -> list[types.Resource]:
-        return [
-            r.model_copy(update={"uri": exposed_uri(u.name, r.uri), "name": exposed_name(u.name, r.name)})
-            for u in self._ready() for r in u.catalog.resources
-        ]
+        return self.catalog().resources
 
     def resource_templates(self) -> list[types.ResourceTemplate]:
-        return [
-            t.model_copy(update={"uri_template": exposed_uri(u.name, t.uri_template),
-                                 "name": exposed_name(u.name, t.name)})
-            for u in self._ready() for t in u.catalog.templates
-        ]
+        return self.catalog().templates
 
     def prompts(self) -> list[types.Prompt]:
-        return [
-            p.model_copy(update={"name": exposed_name(u.name, p.name)})
-            for u in self._ready() for p in u.catalog.prompts
-        ]
+        return self.catalog().prompts
 
-    def _route(self, name: str, request_id: str, what: str) -> tuple[Upstream, str]:
-        parts = split_name(name) if what != "resource" else split_uri(name)
-        upstream = self.upstreams.get(parts[0]) if parts else None
-        if parts is None or upstream is None:
-            known = ", ".join(self.upstreams) or "none"
-            raise McpRelayError(
-                ErrorType.USAGE_ERROR,
-                f"unknown {what} {name!r}: expected "
-                + ("mcprelay://SERVER/URI" if what == "resource" else f"SERVER{SEPARATOR}NAME")
-                + f" with a configured server (configured: {known})",
-                # An agent in search mode cannot run the CLI, but it can search.
-                suggestion="find the tool's name with retrieve_tools"
-                if what == "tool" and self.config.routing_mode == "search"
-                else "list what is available with `mcprelay tools list`",
-                request_id=request_id,
-            )
-        return upstream, parts[1]
+    # ------------------------------------------------------------------ routing
 
-    # ------------------------------------------------------------------ forwarding
+    def route_tool(self, name: str, request_id: str) -> tuple[Upstream, str]:
+        """The upstream serving the exposed tool ``name``, and the tool's own name there."""
+        routed = self.catalog().tool_map.get(name)
+        if routed is not None:
+            return routed.upstream, routed.tool.name
+        return self._route_by_prefix(name, request_id, "tool")
 
-    async def call_tool(
-        self, name: str, arguments: dict[str, Any] | None, *, progress: ProgressFnT | None = None
-    ) -> types.CallToolResult:
-        """Forward one call for the SDK server's handler; every failure becomes an ``isError`` result."""
-        call = await self._call(name, arguments, progress)
-        try:
-            result = types.CallToolResult.model_validate(call.result, by_name=False)
-        except ValidationError as exc:
-            call.fail(self._malformed(call, exc))
-            result = types.CallToolResult.model_validate(call.result, by_name=False)
-        self._record(call, len(json.dumps(call.result, default=str)))
-        return result
+    def route_prompt(self, name: str, request_id: str) -> tuple[Upstream, str]:
+        routed = self.catalog().prompt_map.get(name)
+        if routed is not None:
+            return routed
+        return self._route_by_prefix(name, request_id, "prompt")
 
-    async def forward_tool_call(
-        self, name: str, arguments: dict[str, Any] | None, *, version: str, progress: ProgressFnT | None = None,
-        server_info: dict[str, Any] | None = None,
-    ) -> str:
-        """Forward one call and return its result as JSON text for a client speaking ``version``.
+    def route_uri(self, uri: str, request_id: str) -> tuple[Upstream, str]:
+        """The upstream serving the exposed resource ``uri`` (or URI template), and its own URI there."""
+        catalog = self.catalog()
+        routed = catalog.resource_map.get(uri)
+        if routed is not None:
+            return routed
+        parts = split_uri(uri)
+        if parts is not None:
+            upstream = self.upstreams.get(parts[0])
+            if upstream is not None and upstream.config.prefix:
+                return upstream, parts[1]
+        for template, upstream in catalog.own_templates:
+            if template.match(uri) is not None:
+                return upstream, uri
+        own = [u for u in self.upstreams.values() if not u.config.prefix and u.config.enabled]
+        if len(own) == 1:  # one server exposed under its own URIs: whatever is not ours is its
+            return own[0], uri
+        raise self._unknown("resource", uri, request_id)
 
-        The passthrough for clients whose transport the gateway owns: the upstream's result travels as
-        received, reshaped by the SDK's own serializer only when the upstream speaks another protocol
-        version, and is encoded once — that text is both the response and the activity log's size.
-        ``server_info`` (2026-era clients) is the downstream server's ``serverInfo`` stamp for the result.
-        """
-        call = await self._call(name, arguments, progress)
-        if call.version is not None and call.version != version:
-            try:
-                call.result = serialize_server_result("tools/call", version, call.result)
-            except (ValidationError, KeyError, ValueError) as exc:
-                call.fail(self._malformed(call, exc, version))
-        if server_info is not None:  # a 2026-era client: resultType is required, and the stamp is ours
-            call.result = {"resultType": "complete", **call.result}
-            meta = call.result.get("_meta")
-            call.result["_meta"] = {**(meta if isinstance(meta, dict) else {}), _SERVER_INFO_KEY: server_info}
-        text = json.dumps(call.result, separators=(",", ":"), ensure_ascii=False, default=str)
-        self._record(call, len(text))
-        return text
+    def _route_by_prefix(self, name: str, request_id: str, what: str) -> tuple[Upstream, str]:
+        """A name the catalogue does not list (yet): a prefixed one still names its server."""
+        parts = split_name(name)
+        if parts is not None:
+            upstream = self.upstreams.get(parts[0])
+            if upstream is not None and upstream.config.prefix:
+                return upstream, parts[1]
+        raise self._unknown(what, name, request_id)
 
-    async def _call(self, name: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None) -> _Call:
-        request_id = new_correlation_id()
-        server, tool = (split_name(name) or ("", name))
-        encoded_arguments = json.dumps(arguments or {}, default=str)  # once: its size, and its text if kept
-        call = _Call(request_id, server, tool, time.time(), time.monotonic(), encoded_arguments)
-        try:
-            upstream, call.tool = self._route(name, request_id, "tool")
-            raw, call.version = await upstream.call_tool(call.tool, arguments, request_id=request_id,
-                                                         progress=progress)
-        except McpRelayError as exc:
-            call.fail(exc)
-            return call
-        problem = _shape_problem(raw)
-        if problem is not None:
-            call.fail(self._malformed(call, problem))
-            return call
-        call.result = without_stamp_dict(raw)
-        call.status = "tool_error" if raw.get("isError") else "ok"
-        return call
-
-    @staticmethod
-    def _malformed(call: _Call, problem: Exception | str, version: str | None = None) -> McpRelayError:
-        target = f"protocol version {version}" if version else "the MCP schema"
+    def _unknown(self, what: str, name: str, request_id: str) -> McpRelayError:
+        known = ", ".join(self.upstreams) or "none"
+        expected = "mcprelay://SERVER/URI" if what == "resource" else f"SERVER{SEPARATOR}NAME"
         return McpRelayError(
-            ErrorType.UPSTREAM_ERROR,
-            f"tool {call.tool} on {call.server} returned a result that does not match {target}: {str(problem)[:300]}",
-            suggestion=f"report it to the maintainers of {call.server}'s MCP server",
-            server=call.server, request_id=call.request_id,
+            ErrorType.USAGE_ERROR,
+            f"unknown {what} {name!r}: expected {expected} with a configured server, or the name of a "
+            f"{what} a server without prefix lists (configured: {known})",
+            # An agent in search mode cannot run the CLI, but it can search.
+            suggestion="find the tool's name with retrieve_tools"
+            if what == "tool" and self.config.routing_mode == "search"
+            else "list what is available with `mcprelay tools list`",
+            request_id=request_id,
         )
 
-    def _record(self, call: _Call, response_bytes: int) -> None:
-        try:
-            self.activity.record(
-                ActivityRecord(
-                    request_id=call.request_id, correlation_id=call.correlation_id, server=call.server,
-                    tool=call.tool, started_at=call.started,
-                    duration_ms=round((time.monotonic() - call.clock) * 1000, 2), status=call.status,
-                    error_type=call.error_type, request_bytes=len(call.encoded_arguments),
-                    response_bytes=response_bytes,
-                    arguments=call.encoded_arguments if self.activity.record_arguments else None,
-                )
-            )
-        except Exception:  # the activity log is a record, never a reason for a call to fail
-            logger.exception("recording activity failed")
+    # ------------------------------------------------------------------ log levels
 
-    async def read_resource(self, uri: str) -> types.ReadResourceResult:
-        request_id = new_correlation_id()
-        upstream, original = self._route(uri, request_id, "resource")
-        result = await upstream.read_resource(original, request_id=request_id)
-        contents = [c.model_copy(update={"uri": exposed_uri(upstream.name, c.uri)}) for c in result.contents]
-        return without_stamp(result.model_copy(update={"contents": contents}))
+    def set_log_level(self, session: object, level: str | None) -> None:
+        """A handshake-era agent session asked for ``level`` (``None``: it went away)."""
+        if level is None:
+            self._log_levels.pop(session, None)
+        else:
+            self._log_levels[session] = level
+        wanted = self._wanted_log_level()
+        if self._tg is None:
+            return
+        for upstream in self.upstreams.values():
+            if upstream.log_level != wanted:
+                self._tg.start_soon(upstream.set_log_level, wanted)
 
-    async def subscribe_resource(self, uri: str, subscribe: bool) -> None:
-        """Forward a (un)subscription to the upstream the URI names; a URI naming none never fires."""
-        parts = split_uri(uri)
-        upstream = self.upstreams.get(parts[0]) if parts else None
-        if parts is not None and upstream is not None:
-            await upstream.subscribe_resource(parts[1], subscribe, request_id=new_correlation_id())
+    def session_log_level(self, session: object) -> str | None:
+        return self._log_levels.get(session)
 
-    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
-        request_id = new_correlation_id()
-        upstream, prompt = self._route(name, request_id, "prompt")
-        return without_stamp(await upstream.get_prompt(prompt, arguments, request_id=request_id))
+    def _wanted_log_level(self) -> str | None:
+        """The most verbose level any session asked for: the upstreams filter to it, each session further."""
+        if not self._log_levels:
+            return None
+        return min(self._log_levels.values(), key=lambda level: LOG_LEVELS.index(level)  # type: ignore[arg-type]
+                   if level in LOG_LEVELS else 0)
 
 
-_ResultT = TypeVar("_ResultT", bound=types.Result)
-_SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
-
-
-def without_stamp(result: _ResultT) -> _ResultT:
-    """Drop the upstream's serverInfo stamp from a result: downstream, the server is mcprelay."""
-    meta = result.meta
-    if not meta or _SERVER_INFO_KEY not in meta:
-        return result
-    return result.model_copy(update={"meta": _unstamped(meta)})
-
-
-def _unstamped(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """``_meta`` without the serverInfo stamp; ``None`` when nothing else was in it."""
-    return {k: v for k, v in meta.items() if k != _SERVER_INFO_KEY} or None
-
-
-@dataclass
-class _Call:
-    """One forwarded tool call on its way through: what the activity log records and what the client gets."""
-
-    request_id: str
-    server: str
-    tool: str
-    started: float
-    clock: float
-    encoded_arguments: str
-    result: dict[str, Any] = field(default_factory=dict)
-    version: str | None = None  # the protocol version the upstream answered under
-    status: str = "ok"
-    error_type: str | None = None
-    correlation_id: str | None = None
-
-    def fail(self, error: McpRelayError) -> None:
-        error.with_context(request_id=self.request_id)
-        self.result = error_result(error).model_dump(by_alias=True, mode="json", exclude_none=True)
-        self.version = None  # ours: valid under every protocol version
-        self.status, self.error_type, self.correlation_id = "error", str(error.error_type), error.correlation_id
-
-
-def without_stamp_dict(result: dict[str, Any]) -> dict[str, Any]:
-    """:func:`without_stamp` for a result still in JSON form."""
-    meta = result.get("_meta")
-    if not isinstance(meta, dict) or _SERVER_INFO_KEY not in meta:
-        return result
-    trimmed = {k: v for k, v in result.items() if k != "_meta"}
-    if (rest := _unstamped(meta)) is not None:
-        trimmed["_meta"] = rest
-    return trimmed
-
-
-def _shape_problem(result: dict[str, Any]) -> str | None:
-    """What would make a client choke on a tool result, checked without building a model.
-
-    A result whose version matches the client's is forwarded as received, so this is the gateway's
-    one look at it: the fields every client reads, in the types the schema gives them. Anything finer
-    (a content block's own fields) is the client's to validate, as it would be without a gateway.
-    """
-    content = result.get("content")
-    if not isinstance(content, list) or not all(isinstance(c, dict) and isinstance(c.get("type"), str)
-                                                for c in content):
-        return "content must be a list of content blocks (objects with a string type)"
-    if "isError" in result and not isinstance(result["isError"], bool):
-        return "isError must be true or false"
-    if result.get("structuredContent") is not None and not isinstance(result["structuredContent"], dict):
-        return "structuredContent must be an object"
-    return None
-
-
-def error_result(error: McpRelayError) -> types.CallToolResult:
-    """A tool result the agent can read: ``isError`` with the structured error as JSON text."""
-    payload = error.to_dict()
-    return types.CallToolResult(
-        content=[types.TextContent(text=json.dumps(payload))], structured_content=None, is_error=True
+def _shadowed(upstream: Upstream, what: str, name: str, holder: Upstream) -> None:
+    logger.warning(
+        "%s: %s %r is not exposed: %s (earlier in the config) already exposes that name; "
+        "set \"prefix\": true on one of them", upstream.name, what, name, holder.name,
     )

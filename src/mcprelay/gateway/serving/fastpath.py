@@ -1,69 +1,239 @@
-"""``tools/call`` answered without the SDK server's models: on the stdio wire, and in front of ``/mcp``.
+"""Plain ``tools/call`` answered beside the SDK server: on the stdio wire, and in front of ``/mcp``.
 
 Why it exists: a tool call is the one message an agent sends over and over, and the gateway has
 nothing to add to it but routing. Through the SDK's server each call is parsed into models, runs
 the middleware chain and is validated and serialized again on the way out — the largest share of
-the gateway's CPU per call once the transports are cheap. So the stdio pipe transport offers every
-incoming line to :meth:`ToolCallPassthrough.take` first, and :class:`HttpToolCallPassthrough` looks at
-every POST to ``/mcp`` first; a plain ``tools/call`` is routed to the upstream and its result written
-back as JSON text, and everything else — the handshake, listings, resources, prompts, search mode,
-anything unusual — goes to the SDK server as before.
+the gateway's CPU per call once the transports are cheap (``bench/RESULTS.md`` has the figures).
+So the stdio wire offers every incoming line to :meth:`StdioFastPath.take` first, and
+:class:`HttpFastPath` looks at every POST to ``/mcp`` first; a plain call goes to the same forwarder
+the SDK server's handler uses (``catalog/forward.py``), and its result is written back as JSON text.
+Everything else — the handshake, listings, resources, prompts, search mode, retries of multi
+round-trip requests, anything unusual — goes to the SDK server as before.
 
-What a call taken here still gets: the upstream error handling and activity record of
-:meth:`Gateway.forward_tool_call`, progress (stdio, when the client sent a ``progressToken``),
-cancellation (``notifications/cancelled`` for a request in flight here, or over HTTP a closed
-connection; the SDK client then tells the upstream), and a result shaped for the client's protocol
-version, with the ``resultType`` and ``serverInfo`` stamp a 2026-era client expects.
+A call taken here loses nothing: its origin (:class:`_WireOrigin`) carries progress and log
+messages, and — for a handshake-era client — the upstream's requests for input, sent to the client
+under ids of our own (``mcprelay-ask-N``) whose answers this module picks out of the incoming
+messages before the SDK server sees them. Over HTTP the response starts as plain JSON and turns
+into an event stream only when something has to travel before the result. Cancellation is
+``notifications/cancelled`` for a request in flight here or, over HTTP, a closed connection.
 
 Which calls are taken: plain ones — ``params`` holding nothing but ``name``, ``arguments`` (an
 object) and ``_meta`` — in aggregate mode, from a handshake-era client once the SDK server has
 answered its ``initialize`` (over HTTP: on a live session), or from a 2026-era client whose
-per-request envelope the SDK's own inbound ladder accepts. Over HTTP, a call with a progress token
-stays with the SDK, whose event stream can carry the progress.
+per-request envelope the SDK's own inbound ladder accepts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
-from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import InboundModernRoute, classify_inbound_request, find_duplicated_routing_header
-from mcp_types import PROTOCOL_VERSION_META_KEY
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcprelay import diaglog, seam
-from mcprelay.gateway.catalog.router import Gateway
+from mcprelay.gateway.serving.server import Downstream
 
 logger = logging.getLogger(__name__)
 
-#: The downstream server's identity stamp for 2026-era results (``Server.server_info_stamp``).
-ServerInfo = Callable[[], dict[str, Any]]
 #: Writes one complete line (JSON text plus newline) to the client, waiting while the pipe is full.
 WriteLine = Callable[[bytes], Awaitable[None]]
 
 _TAKEN_PARAMS = frozenset({"name", "arguments", "_meta"})
+_ASK_PREFIX = "mcprelay-ask-"
 
 
-class ToolCallPassthrough:
+@dataclass(frozen=True)
+class PlainCall:
+    """A ``tools/call`` request with nothing a fast path would have to understand beyond routing."""
+
+    request_id: str | int
+    name: str
+    arguments: dict[str, Any] | None
+    progress_token: str | int | None
+    meta: dict[str, Any] | None
+
+    @property
+    def stamped(self) -> bool:
+        """Its ``_meta`` carries a 2026-era protocol version."""
+        return self.meta is not None and PROTOCOL_VERSION_META_KEY in self.meta
+
+
+def plain_tool_call(message: dict[str, Any] | None) -> PlainCall | None:
+    """The call, when ``message`` is a well-formed ``tools/call`` whose params hold only ``name``,
+    ``arguments`` (an object) and ``_meta``; ``None`` for anything the SDK server should see."""
+    if message is None or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
+        return None
+    request_id, params = message.get("id"), message.get("params")
+    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
+        return None
+    name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
+    if (
+        not params.keys() <= _TAKEN_PARAMS
+        or not isinstance(name, str)
+        or not (arguments is None or isinstance(arguments, dict))
+        or not (meta is None or isinstance(meta, dict))
+    ):
+        return None
+    token = meta.get("progressToken") if meta else None
+    return PlainCall(request_id, name, arguments, token if isinstance(token, str | int) else None, meta)
+
+
+def modern_version(message: dict[str, Any] | None, headers: dict[str, str] | None) -> str | None:
+    """The 2026-era version a request names, when the SDK's own validation ladder accepts its envelope
+    (and, over HTTP, its routing headers); ``None`` sends it to the SDK server, which explains why not."""
+    if message is None:
+        return None
+    verdict = classify_inbound_request(message, headers=headers)
+    return verdict.protocol_version if isinstance(verdict, InboundModernRoute) else None
+
+
+def cancelled_request(message: dict[str, Any] | None) -> str | int | None:
+    """The request id a ``notifications/cancelled`` names, else ``None``."""
+    params = message.get("params") if message else None
+    if message is None or message.get("method") != "notifications/cancelled" or not isinstance(params, dict):
+        return None
+    request_id = params.get("requestId")
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+class _Asks:
+    """Requests sent to a client from here, waiting for the answers that arrive as ordinary messages."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[anyio.Event, list[dict[str, Any]]]] = {}
+        self._ids = count(1)
+
+    def open(self) -> tuple[str, anyio.Event, list[dict[str, Any]]]:
+        request_id = f"{_ASK_PREFIX}{next(self._ids)}"
+        done, box = anyio.Event(), list[dict[str, Any]]()
+        self._pending[request_id] = (done, box)
+        return request_id, done, box
+
+    def close(self, request_id: str) -> None:
+        self._pending.pop(request_id, None)
+
+    def settle(self, message: dict[str, Any] | None) -> bool:
+        """Hand ``message`` to its waiter when it answers one of ours; whether it did."""
+        if message is None or "method" in message:
+            return False
+        entry = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if entry is None:
+            return False
+        entry[1].append(message)
+        entry[0].set()
+        return True
+
+    async def ask(self, send: Callable[[dict[str, Any]], Awaitable[None]], method: str,
+                  params: dict[str, Any]) -> dict[str, Any]:
+        request_id, done, box = self.open()
+        try:
+            await send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            await done.wait()
+        finally:
+            self.close(request_id)
+        answer = box[0]
+        if isinstance(answer.get("error"), dict):
+            error = answer["error"]
+            raise MCPError(int(error.get("code", types.INTERNAL_ERROR)), str(error.get("message", "")),
+                           error.get("data"))
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise MCPError(types.INTERNAL_ERROR, f"the client's answer to {method} has no result object")
+        return result
+
+
+class _WireOrigin:
+    """A call taken by a fast path, as the forwarder's :class:`~mcprelay.gateway.catalog.origin.Origin`."""
+
+    def __init__(
+        self, call: PlainCall, version: str, *, session: object, capabilities: dict[str, Any],
+        log_level: str | None, send: Callable[[dict[str, Any]], Awaitable[None]], asks: _Asks,
+    ) -> None:
+        self._call = call
+        self.version = version
+        self.session = session
+        self.capabilities = capabilities
+        self.log_level = log_level
+        self.wants_progress = call.progress_token is not None
+        self.can_ask = version not in MODERN_PROTOCOL_VERSIONS
+        self._send = send
+        self._asks = asks
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        params: dict[str, Any] = {"progressToken": self._call.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self._send({"jsonrpc": "2.0", "method": "notifications/progress", "params": params})
+
+    async def log(self, params: dict[str, Any]) -> None:
+        await self._send({"jsonrpc": "2.0", "method": "notifications/message", "params": params})
+
+    async def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._asks.ask(self._send, method, params)
+
+
+def _envelope(call: PlainCall, version: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A 2026-era request's own capabilities and log level (handshake-era clients have them per session)."""
+    if version not in MODERN_PROTOCOL_VERSIONS or call.meta is None:
+        return None, None
+    caps, level = call.meta.get(CLIENT_CAPABILITIES_META_KEY), call.meta.get(LOG_LEVEL_META_KEY)
+    return (caps if isinstance(caps, dict) else {}), (level if isinstance(level, str) else None)
+
+
+async def _answer(downstream: Downstream, call: PlainCall, version: str, origin: _WireOrigin) -> bytes:
+    """The JSON-RPC response line (no newline) for ``call``: its result, or an error — never silence."""
+    head = b'{"jsonrpc":"2.0","id":' + json.dumps(call.request_id).encode() + b',"result":'
+    try:
+        text = await downstream.gateway.forward.call_tool_text(
+            call.name, call.arguments, origin,
+            server_info=downstream.server_info() if version in MODERN_PROTOCOL_VERSIONS else None,
+        )
+    except Exception as exc:  # a bug of ours: the client still gets an answer
+        logger.exception("tools/call %s taken by the fast path failed", call.name)
+        error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
+        return json.dumps({"jsonrpc": "2.0", "id": call.request_id, "error": error}).encode()
+    return head + text.encode() + b"}"
+
+
+def _loads(data: bytes) -> dict[str, Any] | None:
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+# ---------------------------------------------------------------------- stdio
+
+
+class StdioFastPath:
     """Serves plain ``tools/call`` requests of one stdio client; see the module docstring."""
 
-    def __init__(self, gateway: Gateway, server_info: ServerInfo) -> None:
-        self.gateway = gateway
-        self.server_info = server_info
+    def __init__(self, downstream: Downstream) -> None:
+        self.downstream = downstream
         #: The handshake-era version the SDK server answered ``initialize`` with ("" for any other answer);
         #: ``None`` until then — and for good with a 2026-era client, whose requests each name their version.
         self.version: str | None = None
         self._inflight: dict[tuple[type, str | int], anyio.CancelScope] = {}
+        self._asks = _Asks()
         self._tg: TaskGroup | None = None
         self._write: WriteLine | None = None
         self.answered = 0  # calls taken here, reported when the session ends
@@ -93,7 +263,11 @@ class ToolCallPassthrough:
 
     def take(self, line: bytes) -> bool:
         """Whether this line was served here; ``False`` hands it to the SDK server unchanged."""
-        if self._tg is None or self.gateway.config.routing_mode != "aggregate":
+        if self._tg is None:
+            return False
+        if _ASK_PREFIX.encode() in line and self._asks.settle(_loads(line)):
+            return True
+        if self.downstream.gateway.config.routing_mode != "aggregate":
             return False
         if b'"tools/call"' in line:
             return self._take_call(line)
@@ -130,16 +304,30 @@ class ToolCallPassthrough:
         scope.cancel()
         return True
 
+    def _origin(self, call: PlainCall, version: str, write: WriteLine) -> _WireOrigin:
+        caps, level = _envelope(call, version)
+        session: object = self
+        if caps is None:  # handshake era: what the client declared at initialize, and its log level
+            connection = self.downstream.only_connection()
+            caps = connection[1].capabilities if connection is not None else {}
+            if connection is not None:
+                session = connection[0]
+                level = self.downstream.gateway.session_log_level(session)
+
+        async def send(message: dict[str, Any]) -> None:
+            await write(_line(message))
+
+        return _WireOrigin(call, version, session=session, capabilities=caps, log_level=level, send=send,
+                           asks=self._asks)
+
     async def _serve(
         self, key: tuple[type, str | int], scope: anyio.CancelScope, call: PlainCall, version: str
     ) -> None:
         assert self._write is not None
         write = self._write
-        token = call.progress_token
-        progress = _progress_sender(write, token) if token is not None else None
         try:
             with scope:
-                line = await _answer(self.gateway, call, version, self.server_info, progress)
+                line = await _answer(self.downstream, call, version, self._origin(call, version, write))
                 await write(line + b"\n")
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, BrokenPipeError, ConnectionError):
             pass  # the client is gone; the end of its stdin ends the session
@@ -147,117 +335,79 @@ class ToolCallPassthrough:
             self._inflight.pop(key, None)
 
 
-@dataclass(frozen=True)
-class PlainCall:
-    """A ``tools/call`` request with nothing a passthrough would have to understand beyond routing."""
-
-    request_id: str | int
-    name: str
-    arguments: dict[str, Any] | None
-    progress_token: str | int | None
-    stamped: bool  # its _meta carries a 2026-era protocol version
+# ---------------------------------------------------------------------- HTTP
 
 
-def plain_tool_call(message: dict[str, Any] | None) -> PlainCall | None:
-    """The call, when ``message`` is a well-formed ``tools/call`` whose params hold only ``name``,
-    ``arguments`` (an object) and ``_meta``; ``None`` for anything the SDK server should see."""
-    if message is None or message.get("method") != "tools/call" or message.get("jsonrpc") != "2.0":
-        return None
-    request_id, params = message.get("id"), message.get("params")
-    if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not isinstance(params, dict):
-        return None
-    name, arguments, meta = params.get("name"), params.get("arguments"), params.get("_meta")
-    if (
-        not params.keys() <= _TAKEN_PARAMS
-        or not isinstance(name, str)
-        or not (arguments is None or isinstance(arguments, dict))
-        or not (meta is None or isinstance(meta, dict))
-    ):
-        return None
-    token = meta.get("progressToken") if meta else None
-    stamped = meta is not None and PROTOCOL_VERSION_META_KEY in meta
-    return PlainCall(request_id, name, arguments, token if isinstance(token, str | int) else None, stamped)
+class _HttpReply:
+    """One POST's response: plain JSON unless something must travel before the result, then events."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._lock = anyio.Lock()
+        self.streaming = False
+        self.gone = False
+
+    async def event(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+        async with self._lock:
+            if self.gone:
+                raise anyio.ClosedResourceError
+            try:
+                if not self.streaming:
+                    self.streaming = True
+                    await self._send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                    ]})
+                await self._send({"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n",
+                                  "more_body": True})
+            except OSError:
+                self.gone = True
+                raise anyio.ClosedResourceError from None
+
+    async def finish(self, line: bytes | None) -> None:
+        """The result (``None``: the call was cancelled, which gets no JSON-RPC response)."""
+        async with self._lock:
+            if self.gone:
+                return
+            try:
+                if self.streaming:
+                    body = b"event: message\ndata: " + line + b"\n\n" if line is not None else b""
+                    await self._send({"type": "http.response.body", "body": body})
+                elif line is None:
+                    await self._send({"type": "http.response.start", "status": 202, "headers": []})
+                    await self._send({"type": "http.response.body", "body": b""})
+                else:
+                    await self._send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"application/json"), (b"content-length", str(len(line)).encode()),
+                    ]})
+                    await self._send({"type": "http.response.body", "body": line})
+            except OSError:
+                pass  # the connection is gone
 
 
-def modern_version(message: dict[str, Any] | None, headers: dict[str, str] | None) -> str | None:
-    """The 2026-era version a request names, when the SDK's own validation ladder accepts its envelope
-    (and, over HTTP, its routing headers); ``None`` sends it to the SDK server, which explains why not."""
-    if message is None:
-        return None
-    verdict = classify_inbound_request(message, headers=headers)
-    return verdict.protocol_version if isinstance(verdict, InboundModernRoute) else None
+class HttpFastPath:
+    """The same fast path in front of the SDK's streamable HTTP endpoint (``serve --listen``, ``/mcp``).
 
-
-def cancelled_request(message: dict[str, Any] | None) -> str | int | None:
-    """The request id a ``notifications/cancelled`` names, else ``None``."""
-    params = message.get("params") if message else None
-    if message is None or message.get("method") != "notifications/cancelled" or not isinstance(params, dict):
-        return None
-    request_id = params.get("requestId")
-    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
-
-
-async def _answer(
-    gateway: Gateway, call: PlainCall, version: str, server_info: ServerInfo, progress: ProgressFnT | None
-) -> bytes:
-    """The JSON-RPC response line (no newline) for ``call``: its result, or an error — never silence."""
-    head = b'{"jsonrpc":"2.0","id":' + json.dumps(call.request_id).encode() + b',"result":'
-    try:
-        text = await gateway.forward_tool_call(
-            call.name, call.arguments, version=version, progress=progress,
-            server_info=server_info() if version in MODERN_PROTOCOL_VERSIONS else None,
-        )
-    except Exception as exc:  # a bug of ours: the client still gets an answer
-        logger.exception("passthrough of tools/call %s failed", call.name)
-        error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
-        return json.dumps({"jsonrpc": "2.0", "id": call.request_id, "error": error}).encode()
-    return head + text.encode() + b"}"
-
-
-def _progress_sender(write: WriteLine, token: str | int) -> ProgressFnT:
-    async def send(progress: float, total: float | None, message: str | None) -> None:
-        params: dict[str, Any] = {"progressToken": token, "progress": progress}
-        if total is not None:
-            params["total"] = total
-        if message is not None:
-            params["message"] = message
-        line = {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
-        await write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-
-    return send
-
-
-def _loads(line: bytes) -> dict[str, Any] | None:
-    try:
-        message = json.loads(line)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None
-
-
-class HttpToolCallPassthrough:
-    """The same passthrough in front of the SDK's streamable HTTP endpoint (``serve --listen``, ``/mcp``).
-
-    A POST is answered here, with ``application/json``, when it carries one plain ``tools/call``
-    without a progress token (progress needs the SDK's event stream) on a live session of a
+    A POST is answered here when it carries one plain ``tools/call`` on a live session of a
     handshake-era client — its ``MCP-Protocol-Version`` header names the version to shape the result
-    for — and accepts what the SDK itself requires (JSON and event streams). A
+    for — or a 2026-era call the SDK's ladder accepts, and accepts what the SDK itself requires (JSON
+    and event streams). A POST answering one of our requests to the client settles it. A
     ``notifications/cancelled`` for a call in flight here cancels it; so does the client closing its
     connection. Every other request reaches the SDK unchanged, its body replayed.
 
     Whether a session is live is the session manager's knowledge, read through :mod:`mcprelay.seam`.
     """
 
-    def __init__(self, inner: ASGIApp, manager: Any, gateway: Gateway, server_info: ServerInfo) -> None:
+    def __init__(self, inner: ASGIApp, manager: Any, downstream: Downstream) -> None:
         self.inner = inner
         self.manager = manager
-        self.gateway = gateway
-        self.server_info = server_info
+        self.downstream = downstream
         self.answered = 0
         self._inflight: dict[tuple[str, type, str | int], anyio.CancelScope] = {}
+        self._asks = _Asks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or self.gateway.config.routing_mode != "aggregate":
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.inner(scope, receive, send)
             return
         headers = Headers(scope=scope)
@@ -285,7 +435,10 @@ class HttpToolCallPassthrough:
             await self.inner(scope, receive, send)
             return
         assert version is not None
-        with seam.holding_http_session(transport) if transport is not None else contextlib.nullcontext():
+        if transport is None:
+            await self._take_or_pass(scope, receive, send, version, session, headers)
+            return
+        with seam.holding_http_session(transport):
             await self._take_or_pass(scope, receive, send, version, session, headers)
 
     async def _take_or_pass(
@@ -295,25 +448,28 @@ class HttpToolCallPassthrough:
         if not complete:
             return  # the client left before sending its request
         message = _loads(body) if len(body) <= _MAX_BODY else None
-        call = plain_tool_call(message)
-        if call is not None and call.progress_token is None:
-            if version in HANDSHAKE_PROTOCOL_VERSIONS and not call.stamped and session is not None:
-                key = (session, type(call.request_id), call.request_id)
-                if key not in self._inflight:
-                    await self._serve(key, call, version, receive, send)
-                    return
-            elif modern_version(message, dict(headers)) == version:
-                await self._serve(None, call, version, receive, send)
-                return
-        cancelled = cancelled_request(message)
-        target = None
-        if session is not None and cancelled is not None:
-            target = self._inflight.get((session, type(cancelled), cancelled))
-        if target is not None:
-            target.cancel()
-            await send({"type": "http.response.start", "status": 202, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+        if session is not None and self._asks.settle(message):
+            await _empty(send, 202)
             return
+        if self.downstream.gateway.config.routing_mode == "aggregate":
+            call = plain_tool_call(message)
+            if call is not None:
+                if version in HANDSHAKE_PROTOCOL_VERSIONS and not call.stamped and session is not None:
+                    key = (session, type(call.request_id), call.request_id)
+                    if key not in self._inflight:
+                        await self._serve(key, call, version, session, receive, send)
+                        return
+                elif modern_version(message, dict(headers)) == version:
+                    await self._serve(None, call, version, None, receive, send)
+                    return
+            cancelled = cancelled_request(message)
+            target = None
+            if session is not None and cancelled is not None:
+                target = self._inflight.get((session, type(cancelled), cancelled))
+            if target is not None:
+                target.cancel()
+                await _empty(send, 202)
+                return
         await self.inner(scope, _replay(body, receive), send)
 
     def _live_transport(self, session: str, scope: Scope) -> Any:
@@ -322,8 +478,22 @@ class HttpToolCallPassthrough:
             return None
         return seam.live_http_transport(self.manager, session)
 
+    def _origin(self, call: PlainCall, version: str, session_id: str | None, reply: _HttpReply) -> _WireOrigin:
+        caps, level = _envelope(call, version)
+        session: object = reply
+        if caps is None:
+            key = self.downstream.connection_key(session_id) if session_id is not None else None
+            connected = self.downstream.connections.get(key) if key is not None else None
+            caps = connected.capabilities if connected is not None else {}
+            if key is not None:
+                session = key
+                level = self.downstream.gateway.session_log_level(key)
+        return _WireOrigin(call, version, session=session, capabilities=caps, log_level=level, send=reply.event,
+                           asks=self._asks)
+
     async def _serve(
-        self, key: tuple[str, type, str | int] | None, call: PlainCall, version: str, receive: Receive, send: Send
+        self, key: tuple[str, type, str | int] | None, call: PlainCall, version: str, session_id: str | None,
+        receive: Receive, send: Send,
     ) -> None:
         """Answer ``call``; ``key`` registers it for ``notifications/cancelled`` (sessions only: without a
         session, request ids are not unique across clients, and closing the connection is the signal)."""
@@ -331,6 +501,7 @@ class HttpToolCallPassthrough:
         if key is not None:
             self._inflight[key] = scope
         self.answered += 1
+        reply = _HttpReply(send)
         line: bytes | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -338,25 +509,22 @@ class HttpToolCallPassthrough:
                 async def watch_disconnect() -> None:
                     while (await receive())["type"] != "http.disconnect":
                         pass
+                    reply.gone = True
                     scope.cancel()  # the client gave up on this call: so does the upstream
 
                 tg.start_soon(watch_disconnect)
                 with scope:
-                    line = await _answer(self.gateway, call, version, self.server_info, None)
+                    line = await _answer(self.downstream, call, version, self._origin(call, version, session_id, reply))
                 tg.cancel_scope.cancel()
         finally:
             if key is not None:
                 self._inflight.pop(key, None)
-        if line is None:  # cancelled: a cancelled request gets no JSON-RPC response
-            status, body, headers = 202, b"", []
-        else:
-            status, body = 200, line
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        try:
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-        except OSError:
-            pass  # the connection is gone
+        await reply.finish(line)
+
+
+async def _empty(send: Send, status: int) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
 
 
 #: The largest request body parsed here (the SDK's own limit for a message); larger ones go to the SDK.

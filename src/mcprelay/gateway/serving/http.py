@@ -23,7 +23,7 @@ from starlette.types import ASGIApp
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.control.rest import API_PREFIX, GatewayControl, rest_routes
-from mcprelay.gateway.serving.fastpath import HttpToolCallPassthrough
+from mcprelay.gateway.serving.fastpath import HttpFastPath
 from mcprelay.gateway.serving.security import guard
 from mcprelay.gateway.serving.server import Downstream
 
@@ -48,9 +48,7 @@ def build_http_app(
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server, session_idle_timeout=session_idle_timeout)
     routes: list[BaseRoute] = [
-        Route("/mcp", HttpToolCallPassthrough(
-            StreamableHTTPASGIApp(manager), manager, downstream.gateway, downstream.server_info
-        )),
+        Route("/mcp", HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)),
         Mount(API_PREFIX, routes=rest_routes(control)),
     ]
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,16 @@ import anyio
 import anyio.to_thread
 import httpx2
 import mcp_types as types
+from anyio.abc import TaskGroup
 from mcp.client.client import Client
-from mcp.client.session import IncomingMessage
+from mcp.client.session import ClientRequestContext, IncomingMessage
+from mcp.client.subscriptions import ListenNotSupportedError, SubscriptionLost
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import PromptsListChanged, ResourcesListChanged, ResourceUpdated, ToolsListChanged
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from mcprelay import diaglog, seam
 from mcprelay.config import ServerConfig
@@ -36,7 +44,9 @@ from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correl
 from mcprelay.gateway.upstreams.stderrlog import captured_stderr, upstream_log_path
 from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant
+from mcprelay.related import related_request, untagged
 from mcprelay.store.base import TokenStore
+from mcprelay.transport import ClientHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +108,26 @@ def _grant_fingerprint(store: TokenStore, server: str) -> str | None:
 
 
 @dataclass
+class UpstreamHooks:
+    """How an upstream reaches the agents, set by the catalog and called from the upstream's session.
+
+    ``origin`` is whatever the catalog passed to :meth:`Upstream.request` for the downstream request
+    the message belongs to (``None`` when it belongs to none). ``on_input`` answers a request for input
+    (``elicitation/create``, ``sampling/createMessage``, ``roots/list``) with its result as JSON, or
+    raises ``MCPError`` with the error the upstream gets; ``on_log`` relays a ``notifications/message``.
+    """
+
+    on_input: Callable[[Upstream, object | None, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+    on_log: Callable[[Upstream, object | None, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
 class _Signals:
     """Why the supervisor's session loop should wake up: a relist, a broken session, a login."""
 
     event: anyio.Event = field(default_factory=anyio.Event)
     relist: bool = False
+    relisten: bool = False
     broken: str | None = None
 
     def kick(self) -> None:
@@ -113,11 +138,22 @@ class Upstream:
     """One configured server: its supervisor task, state, cached lists and the forwarding of requests."""
 
     def __init__(
-        self, config: ServerConfig, env: UpstreamEnv, on_change: Callable[[Upstream, bool], None]
+        self,
+        config: ServerConfig,
+        env: UpstreamEnv,
+        on_change: Callable[[Upstream, bool], None],
+        hooks: UpstreamHooks | None = None,
     ) -> None:
         self.config = config
         self.env = env
         self.on_change = on_change
+        self.hooks = hooks
+        #: Set once the first connection attempt has ended (ready, login_required or failed), for good.
+        self.settled = anyio.Event()
+        self.log_level: str | None = None  # asked of handshake-era upstreams; see set_log_level
+        self._wire_ids = itertools.count(1)
+        #: Requests in flight on the session, by the id they went out under: (origin, group), oldest first.
+        self._inflight: dict[str | int, tuple[object | None, object | None]] = {}
         self.state: UpstreamState = "connecting" if config.enabled else "disabled"
         self.catalog = Catalog()
         self.last_error: McpRelayError | None = None
@@ -135,6 +171,12 @@ class Upstream:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def protocol_version(self) -> str | None:
+        """The protocol version of the live session, or ``None`` while there is none."""
+        client = self._client
+        return client.protocol_version if client is not None else None
 
     @property
     def auth_state(self) -> AuthState:
@@ -259,16 +301,18 @@ class Upstream:
                 login=None,
                 errlog=stderr,
                 request_timeout=self.env.call_timeout,
-                message_handler=self._on_message,
+                handlers=self._handlers(),
                 on_closed=closed,
             ) as (client, auth):
                 self._auth = auth
                 self.needs_oauth = auth is not None
                 self._signals = _Signals()
                 catalog = await self._list_all(client)
-                for uri in sorted(self.subscriptions):
-                    with contextlib.suppress(MCPError), anyio.fail_after(self.env.connect_timeout):
-                        await client.subscribe_resource(uri)
+                if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+                    for uri in sorted(self.subscriptions):
+                        with contextlib.suppress(MCPError), anyio.fail_after(self.env.connect_timeout):
+                            await client.subscribe_resource(uri)
+                    await self._apply_log_level(client)
                 self._client = client
                 self.connected_at = time.time()
                 self.last_error = None
@@ -287,18 +331,55 @@ class Upstream:
 
         A peer whose connection ends (a stdio process exits) is noticed at once through ``on_closed``;
         the pings are for the ones that hang or vanish without closing anything (a remote host gone).
+        A 2026-07-28 upstream sends its changes only on a ``subscriptions/listen`` stream, which runs
+        beside this loop and is reopened when the resource subscriptions change.
         """
-        while True:
-            with anyio.move_on_after(self.env.ping_interval):
-                await self._signals.event.wait()
-            signals = self._signals
-            self._signals = _Signals()
-            if signals.broken:
-                raise McpRelayError(ErrorType.UPSTREAM_ERROR, signals.broken, server=self.name)
-            if signals.relist:
-                self._set_catalog(await self._list_all(client))
-            elif not signals.event.is_set():
-                await self._ping(client)
+        modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        async with anyio.create_task_group() as tg:
+            listen_scope = self._start_listen(tg, client) if modern else None
+            while True:
+                with anyio.move_on_after(self.env.ping_interval):
+                    await self._signals.event.wait()
+                signals = self._signals
+                self._signals = _Signals()
+                if signals.broken:
+                    raise McpRelayError(ErrorType.UPSTREAM_ERROR, signals.broken, server=self.name)
+                if signals.relisten and listen_scope is not None:
+                    listen_scope.cancel()
+                    listen_scope = self._start_listen(tg, client)
+                if signals.relist:
+                    self._set_catalog(await self._list_all(client))
+                elif not signals.event.is_set() and not signals.relisten:
+                    await self._ping(client)
+
+    def _start_listen(self, tg: TaskGroup, client: Client) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+
+        async def listen() -> None:
+            with scope:
+                await self._listen(client)
+
+        tg.start_soon(listen)
+        return scope
+
+    async def _listen(self, client: Client) -> None:
+        """Follow a 2026-07-28 upstream's change events: list changes and the subscribed resources."""
+        caps = client.server_capabilities
+        try:
+            async with client.listen(
+                tools_list_changed=bool(caps.tools and caps.tools.list_changed),
+                prompts_list_changed=bool(caps.prompts and caps.prompts.list_changed),
+                resources_list_changed=bool(caps.resources and caps.resources.list_changed),
+                resource_subscriptions=sorted(self.subscriptions),
+            ) as subscription:
+                async for event in subscription:
+                    if isinstance(event, ToolsListChanged | PromptsListChanged | ResourcesListChanged):
+                        self._signals.relist = True
+                        self._signals.kick()
+                    elif isinstance(event, ResourceUpdated) and self.on_resource_updated is not None:
+                        self.on_resource_updated(self, str(event.uri))
+        except (ListenNotSupportedError, SubscriptionLost, MCPError, TimeoutError) as exc:
+            logger.debug("%s: no change events (%s)", self.name, exc)
 
     @staticmethod
     async def _ping(client: Client) -> None:
@@ -400,6 +481,8 @@ class Upstream:
         self.on_change(self, changed)
 
     def _notify_state(self) -> None:
+        if self.state != "connecting":
+            self.settled.set()
         self._state_changed.set()
         self._state_changed = anyio.Event()
 
@@ -511,72 +594,233 @@ class Upstream:
             request_id=request_id,
         )
 
-    async def call_tool(
-        self, tool: str, arguments: dict[str, Any] | None, *, request_id: str, progress: ProgressFnT | None = None
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        request_id: str,
+        what: str,
+        origin: object | None = None,
+        group: object | None = None,
+        progress: ProgressFnT | None = None,
+        capabilities: dict[str, Any] | None = None,
+        log_level: str | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """Forward ``tools/call``; returns the upstream's result as received (JSON) and the protocol version
-        it was sent under, so the caller can shape it for its own client without a model round trip."""
-        return await self._forward(f"tool {tool}", request_id, lambda c: self._send_call(c, tool, arguments, progress))
+        """Forward one request as JSON; returns the upstream's result as received and the protocol version
+        it was sent under, so the caller shapes it for its own client without a model round trip.
 
-    async def _send_call(
-        self, client: Client, tool: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None
-    ) -> tuple[dict[str, Any], str]:
-        """One ``tools/call`` on the session's dispatcher, as JSON both ways.
-
-        Why not ``client.call_tool``: that builds the request from models, validates the result against
-        the negotiated schema, parses it into models and checks it against the tool's output schema —
-        work the downstream client repeats on what we forward, and the largest share of the gateway's
-        own CPU per call once the transports are cheap. The session still stamps the request (protocol
-        version, client info, ``Mcp-*`` headers), mints the id, routes progress and sends
-        ``notifications/cancelled`` when the caller gives up. The one recovery the SDK performs on a
-        call, re-listing after ``HEADER_MISMATCH`` (2026-07-28), is delegated back to it: the server
-        refused that request before running the tool, so sending it again is safe.
+        ``origin`` (opaque here) is what the downstream request is to the catalog: while this request
+        runs, whatever the upstream sends about it — a request for input, a log message — is handed to
+        the hooks with it. ``group`` is the downstream connection it belongs to. ``capabilities`` and
+        ``log_level`` are the downstream client's, which a 2026-07-28 upstream reads from each
+        request's ``_meta`` (a handshake-era upstream learnt the gateway's at ``initialize``).
+        An ``input_required`` result is returned like any other: the catalog decides who answers it.
         """
-        session = client.session
-        version = client.protocol_version or "2025-11-25"
-        wire = seam.session_wire(session)
-        data: dict[str, Any] = {"method": "tools/call", "params": {"name": tool}}
-        if arguments is not None:
-            data["params"]["arguments"] = arguments
-        opts: CallOptions = {"timeout": self.env.call_timeout}
-        if progress is not None:
-            opts["on_progress"] = progress
-        wire.stamp(data, opts)
-        try:
-            raw: dict[str, Any] = await wire.send_raw_request("tools/call", data["params"], opts)
-        except MCPError as exc:
-            if exc.code != types.HEADER_MISMATCH:
-                raise
-            return await self._call_with_models(client, tool, arguments, progress), version
-        kind = raw.get("resultType", "complete")
-        if kind != "complete":
-            # 2026-07-28 multi-round-trip results (input_required) need a client that can answer them.
-            raise MCPError(types.INTERNAL_ERROR, f"the server asked for input (resultType {kind!r}), "
-                           "which mcprelay does not relay")
-        return raw, version
-
-    async def _call_with_models(
-        self, client: Client, tool: str, arguments: dict[str, Any] | None, progress: ProgressFnT | None
-    ) -> dict[str, Any]:
-        result = await client.call_tool(
-            tool, arguments, read_timeout_seconds=self.env.call_timeout, progress_callback=progress
+        return await self._forward(
+            what, request_id,
+            lambda c: self._send(c, method, params, origin, group, progress, capabilities, log_level),
         )
-        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
 
-    async def read_resource(self, uri: str, *, request_id: str) -> types.ReadResourceResult:
-        return await self._forward(f"resource {uri}", request_id, lambda c: c.read_resource(uri, cache_mode="bypass"))
+    async def _send(
+        self,
+        client: Client,
+        method: str,
+        params: dict[str, Any],
+        origin: object | None,
+        group: object | None,
+        progress: ProgressFnT | None,
+        capabilities: dict[str, Any] | None,
+        log_level: str | None,
+    ) -> tuple[dict[str, Any], str]:
+        """One request on the session's dispatcher, as JSON both ways.
 
-    async def get_prompt(
-        self, name: str, arguments: dict[str, str] | None, *, request_id: str
-    ) -> types.GetPromptResult:
-        return await self._forward(f"prompt {name}", request_id, lambda c: c.get_prompt(name, arguments))
+        Why not the SDK's typed methods: they build the request from models, validate the result against
+        the negotiated schema, parse it into models and (for tools) check it against the output schema —
+        work the downstream client repeats on what we forward, and the largest share of the gateway's own
+        CPU per call once the transports are cheap. The session still stamps the request (protocol
+        version, client info, ``Mcp-*`` headers including a tool's ``Mcp-Param-*``), the dispatcher
+        routes its progress and sends ``notifications/cancelled`` when the caller gives up. The request
+        goes out under an id minted here, so that what the upstream sends about it can be attributed.
+        A ``HEADER_MISMATCH`` (2026-07-28: the server refused the request before running it, because the
+        tool's ``x-mcp-header`` parameters changed) is answered as the SDK does: relist, send once more.
+        """
+        version = client.protocol_version or "2025-11-25"
+        wire = seam.session_wire(client.session)
+        for attempt in (1, 2):
+            data: dict[str, Any] = {"method": method, "params": dict(params)}
+            wire_id = f"mcprelay-{next(self._wire_ids)}"
+            opts: CallOptions = {"timeout": self.env.call_timeout, "request_id": wire_id}
+            if progress is not None:
+                opts["on_progress"] = progress
+            wire.stamp(data, opts)
+            if version in MODERN_PROTOCOL_VERSIONS:
+                meta = data["params"].setdefault("_meta", {})
+                if capabilities is not None:
+                    meta[CLIENT_CAPABILITIES_META_KEY] = capabilities
+                if log_level is not None:
+                    meta[LOG_LEVEL_META_KEY] = log_level
+            self._inflight[wire_id] = (origin, group)
+            try:
+                raw: dict[str, Any] = await wire.send_raw_request(method, data["params"], opts)
+            except MCPError as exc:
+                if exc.code != types.HEADER_MISMATCH or method != "tools/call" or attempt == 2:
+                    raise
+                await client.list_tools(cache_mode="bypass")
+                continue
+            finally:
+                self._inflight.pop(wire_id, None)
+            return raw, version
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ what the upstream sends on its own
+
+    def _handlers(self) -> ClientHandlers:
+        """The session's handlers: list changes always; requests and logs only where a gateway relays them."""
+        if self.hooks is None:
+            return ClientHandlers(message=self._on_message)
+        return ClientHandlers(
+            message=self._on_message,
+            sampling=self._on_sampling,
+            elicitation=self._on_elicitation,
+            list_roots=self._on_list_roots,
+            logging=self._on_log,
+            tag_related=self.config.transport == "http",
+        )
+
+    def _attribute(self, meta: Any, *, request: bool) -> object | None:
+        """The origin of the downstream request an upstream message belongs to, or ``None``.
+
+        Over streamable HTTP the message names its request (see :mod:`mcprelay.related`). Elsewhere (stdio,
+        SSE) nothing on the wire does: a request for input then belongs to the request in flight (the most
+        recent one, when several are), and a log message too when any is in flight, since a server logs
+        mostly while it works; with nothing in flight a log message is the server's own, for every agent.
+        A log message that arrived untagged over HTTP came on the server's standalone stream: its own.
+        """
+        tag = related_request(meta)
+        if tag is not None:
+            entry = self._inflight.get(tag)
+            if entry is not None:
+                return entry[0]
+        elif not request and self.config.transport == "http":
+            return None
+        if not self._inflight:
+            return None
+        return next(reversed(self._inflight.values()))[0]
+
+    async def _ask(self, ctx: ClientRequestContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.hooks is not None
+        origin = self._attribute(ctx.meta, request=True)
+        meta = untagged(params.get("_meta"))
+        params = {k: v for k, v in params.items() if k != "_meta"}
+        if meta:
+            params["_meta"] = meta
+        return await self.hooks.on_input(self, origin, method, params)
+
+    async def _on_elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        try:
+            result = await self._ask(context, "elicitation/create", _json(params))
+            return types.ElicitResult.model_validate(result, by_name=False)
+        except MCPError as exc:
+            return exc.error
+        except ValidationError as exc:
+            return _bad_answer("elicitation/create", exc)
+
+    async def _on_sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        try:
+            result = await self._ask(context, "sampling/createMessage", _json(params))
+            if isinstance(result.get("content"), list):
+                return types.CreateMessageResultWithTools.model_validate(result, by_name=False)
+            return types.CreateMessageResult.model_validate(result, by_name=False)
+        except MCPError as exc:
+            return exc.error
+        except ValidationError as exc:
+            return _bad_answer("sampling/createMessage", exc)
+
+    async def _on_list_roots(self, context: ClientRequestContext) -> types.ListRootsResult | types.ErrorData:
+        try:
+            result = await self._ask(context, "roots/list", {})
+            return types.ListRootsResult.model_validate(result, by_name=False)
+        except MCPError as exc:
+            return exc.error
+        except ValidationError as exc:
+            return _bad_answer("roots/list", exc)
+
+    async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        assert self.hooks is not None
+        origin = self._attribute(params.meta, request=False)
+        data = _json(params)
+        meta = untagged(data.pop("_meta", None))
+        if meta:
+            data["_meta"] = meta
+        try:
+            await self.hooks.on_log(self, origin, data)
+        except Exception:  # a client that cannot take a log message must not stop the session's reader
+            logger.debug("%s: relaying a log message failed", self.name, exc_info=True)
+
+    async def set_log_level(self, level: str | None) -> None:
+        """The level handshake-era upstreams are asked to log at (the most verbose any agent asked for)."""
+        self.log_level = level
+        client = self._client
+        if client is not None:
+            await self._apply_log_level(client)
+
+    async def _apply_log_level(self, client: Client) -> None:
+        level = self.log_level
+        if level is None or client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return  # 2026-07-28 upstreams are told per request
+        if client.server_capabilities.logging is None:
+            return
+        with (
+            contextlib.suppress(MCPError, TimeoutError),
+            anyio.fail_after(self.env.connect_timeout),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", MCPDeprecationWarning)  # deprecated in 2026-07-28, still the way before
+            await client.session.set_logging_level(level)  # type: ignore[arg-type]
+
+    async def roots_changed(self) -> None:
+        """Tell a handshake-era upstream that the agents' roots changed (it asks ``roots/list`` again)."""
+        client = self._client
+        if client is None or client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        with contextlib.suppress(Exception), anyio.fail_after(5):
+            await client.session.send_notification(types.RootsListChangedNotification())
 
     async def subscribe_resource(self, uri: str, subscribe: bool, *, request_id: str) -> None:
-        """Forward ``resources/(un)subscribe`` where the upstream supports it; remembered for reconnects."""
+        """Forward ``resources/(un)subscribe`` where the upstream supports it; remembered for reconnects.
+
+        A 2026-07-28 upstream has no such request: its ``subscriptions/listen`` stream is reopened with
+        the new set instead.
+        """
         (self.subscriptions.add if subscribe else self.subscriptions.discard)(uri)
         client = self._client
-        caps = client.server_capabilities.resources if client is not None else None
-        if client is None or caps is None or not caps.subscribe:
-            return  # not connected (renewed when it is) or no subscriptions there: nothing will ever fire
+        if client is None:
+            return  # renewed when it connects
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            self._signals.relisten = True
+            self._signals.kick()
+            return
+        caps = client.server_capabilities.resources
+        if caps is None or not caps.subscribe:
+            return  # no subscriptions there: nothing will ever fire
         method = client.subscribe_resource if subscribe else client.unsubscribe_resource
         await self._forward(f"resource {uri}", request_id, lambda c: method(uri))
+
+
+def _json(params: Any) -> dict[str, Any]:
+    data: dict[str, Any] = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return data
+
+
+def _bad_answer(method: str, exc: ValidationError) -> types.ErrorData:
+    errors = exc.errors()
+    where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+    what = errors[0]["msg"] if errors else str(exc)
+    return types.ErrorData(
+        code=types.INTERNAL_ERROR, message=f"the client's answer to {method} is not valid: {where}: {what}"[:300]
+    )

@@ -1,0 +1,610 @@
+"""The one path every forwarded request takes: route, send as JSON, relay what comes back, shape, record.
+
+``tools/call``, ``prompts/get``, ``resources/read`` and ``completion/complete`` from any agent — served
+by the SDK's server or by a fast path, on stdio or HTTP, in either protocol era — come through here.
+Each is routed to its upstream (``router.py``), sent as JSON on that upstream's session, and its result
+is rewritten into the upstream's namespace (``rewrite.py``) and shaped for the agent's protocol
+version (``eras.py``). A tool call is recorded in the activity log; every failure of one becomes an
+``isError`` result carrying the structured error.
+
+What the upstream sends *about* a request comes back through :meth:`Forwarder.on_input` and
+:meth:`Forwarder.on_log`, with the request's :class:`~mcprelay.gateway.catalog.origin.Origin`:
+
+* a request for input (elicitation, sampling, roots) goes to the agent whose request caused it, if
+  its client declared the capability — otherwise the upstream gets the protocol's error at once
+  (roots and sampling: ``-32601``; an elicitation mode not declared: ``-32602``);
+* a handshake-era agent is asked directly; a 2026-07-28 agent cannot be sent requests, so its
+  request ends in an ``input_required`` result (multi round-trip requests) while the upstream's call
+  stays open in the gateway ("parked"); the agent's retry with ``inputResponses`` and the
+  ``requestState`` minted here answers the upstream and picks the call up again;
+* a 2026-07-28 upstream's own ``input_required`` result is passed to a 2026-07-28 agent as it is
+  (its retry is forwarded verbatim) and answered for a handshake-era agent by asking it, round by
+  round, as the SDK's client would;
+* log messages go to the request's agent if it asked for them (a 2026-07-28 request must have
+  carried a log level), or — belonging to no request — to every handshake-era agent session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+import mcp_types as types
+from mcp.shared.exceptions import MCPError
+from mcp_types import SERVER_INFO_META_KEY
+
+from mcprelay.activity import ActivityRecord
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.gateway.catalog.eras import TranslationError, for_client, is_modern, tool_result_problem
+from mcprelay.gateway.catalog.names import Namespace, split_name
+from mcprelay.gateway.catalog.origin import Origin, level_admits
+from mcprelay.gateway.catalog.rewrite import result_to_agent, sampling_params_to_agent
+
+if TYPE_CHECKING:
+    from mcprelay.gateway.catalog.router import Gateway
+    from mcprelay.gateway.upstreams.supervisor import Upstream
+
+logger = logging.getLogger(__name__)
+
+#: The methods whose results may be ``input_required`` (2026-07-28 multi round-trip requests).
+MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
+#: Rounds of ``input_required`` answered for a handshake-era agent before the call is given up.
+MAX_INPUT_ROUNDS = 10
+#: How long a parked call waits for the agent's retry before the upstream's call is cancelled.
+PARK_TTL = 600.0
+_STATE_PREFIX = "mcprelay1."
+
+#: Asks every connected handshake-era agent that offers roots for them (set by the serving layer).
+RootsSource = Callable[[], Awaitable[list[dict[str, Any]] | None]]
+#: Delivers a log message that belongs to no request to every handshake-era agent session.
+LogBroadcast = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Forwarder:
+    """Forwards requests for a :class:`~mcprelay.gateway.catalog.router.Gateway`; see the module docstring."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.roots_source: RootsSource | None = None
+        self.broadcast_log: LogBroadcast | None = None
+        self._parked: dict[str, _Parked] = {}
+        self._park_ids = count(1)
+        self._state_key = secrets.token_bytes(32)
+
+    # ------------------------------------------------------------------ tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None, origin: Origin, *, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Forward ``tools/call``; the result in ``origin``'s protocol version, never an exception.
+
+        ``extra`` carries the retry fields of a multi round-trip request (``inputResponses``,
+        ``requestState``).
+        """
+        call, result = await self._tool(name, arguments, origin, extra)
+        self._record(call, len(json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)))
+        return result
+
+    async def call_tool_text(
+        self, name: str, arguments: dict[str, Any] | None, origin: Origin, *, server_info: dict[str, Any] | None
+    ) -> str:
+        """:meth:`call_tool` as the JSON text of the result, for a wire the gateway writes itself.
+
+        ``server_info`` (2026-era clients) is the downstream server's ``serverInfo`` stamp for the
+        result. The text is encoded once: it is both the response and the size the activity log keeps.
+        """
+        call, result = await self._tool(name, arguments, origin, None)
+        if server_info is not None:
+            meta = result.get("_meta")
+            result["_meta"] = {**(meta if isinstance(meta, dict) else {}), SERVER_INFO_META_KEY: server_info}
+        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False, default=str)
+        self._record(call, len(text))
+        return text
+
+    async def _tool(
+        self, name: str, arguments: dict[str, Any] | None, origin: Origin, extra: dict[str, Any] | None
+    ) -> tuple[_Call, dict[str, Any]]:
+        request_id = new_correlation_id()
+        encoded_arguments = json.dumps(arguments or {}, default=str)  # once: its size, and its text if kept
+        call = _Call(request_id, (split_name(name) or ("",))[0], name, time.time(), time.monotonic(),
+                     encoded_arguments)
+        try:
+            upstream, call.tool = await self._route(self.gateway.route_tool, name, request_id)
+            call.server = upstream.name
+            params: dict[str, Any] = {"name": call.tool}
+            if arguments is not None:
+                params["arguments"] = arguments
+            if extra:
+                params.update(extra)
+            result = await self._exchange("tools/call", upstream, params, origin, request_id, f"tool {call.tool}")
+            call.status = _status(result)
+        except McpRelayError as exc:
+            call.fail(exc)
+            result = call.error_result(origin.version)
+        return call, result
+
+    # ------------------------------------------------------------------ prompts, resources, completion
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None, origin: Origin, *, extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        request_id = new_correlation_id()
+        upstream, prompt = await self._route(self.gateway.route_prompt, name, request_id)
+        params: dict[str, Any] = {"name": prompt}
+        if arguments is not None:
+            params["arguments"] = arguments
+        if extra:
+            params.update(extra)
+        return await self._exchange("prompts/get", upstream, params, origin, request_id, f"prompt {prompt}")
+
+    async def read_resource(self, uri: str, origin: Origin, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        request_id = new_correlation_id()
+        upstream, original = await self._route(self.gateway.route_uri, uri, request_id)
+        params: dict[str, Any] = {"uri": original, **(extra or {})}
+        return await self._exchange("resources/read", upstream, params, origin, request_id, f"resource {original}")
+
+    async def complete(self, params: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        """``completion/complete``, routed by its reference: a prompt's exposed name or a template's URI."""
+        request_id = new_correlation_id()
+        ref = params.get("ref")
+        if not isinstance(ref, dict):
+            raise McpRelayError(ErrorType.USAGE_ERROR, "completion/complete needs a ref", request_id=request_id)
+        if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            upstream, own = await self._route(self.gateway.route_prompt, ref["name"], request_id)
+            ref = {**ref, "name": own}
+        elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            upstream, own = await self._route(self.gateway.route_uri, ref["uri"], request_id)
+            ref = {**ref, "uri": own}
+        else:
+            raise McpRelayError(
+                ErrorType.USAGE_ERROR, f"completion/complete: unknown reference {ref.get('type')!r}",
+                suggestion="use ref/prompt with a prompt's name or ref/resource with a template's URI",
+                request_id=request_id,
+            )
+        return await self._exchange(
+            "completion/complete", upstream, {**params, "ref": ref}, origin, request_id, "completion"
+        )
+
+    async def subscribe(self, uri: str, subscribe: bool) -> None:
+        """Forward a (un)subscription to the upstream the URI names; a URI naming none never fires."""
+        request_id = new_correlation_id()
+        try:
+            upstream, original = self.gateway.route_uri(uri, request_id)
+        except McpRelayError:
+            return
+        await upstream.subscribe_resource(original, subscribe, request_id=request_id)
+
+    # ------------------------------------------------------------------ the one path
+
+    async def _route(
+        self, route: Callable[[str, str], tuple[Upstream, str]], name: str, request_id: str
+    ) -> tuple[Upstream, str]:
+        """Route ``name``; a name not (yet) in the catalogue waits for the gateway to settle first."""
+        try:
+            return route(name, request_id)
+        except McpRelayError:
+            await self.gateway.settle()
+            return route(name, request_id)
+
+    async def _exchange(
+        self, method: str, upstream: Upstream, params: dict[str, Any], origin: Origin, request_id: str, what: str
+    ) -> dict[str, Any]:
+        """Send, relay input rounds, and return the result shaped for ``origin``."""
+        state = params.get("requestState")
+        if isinstance(state, str) and state.startswith(_STATE_PREFIX):
+            return await self._resume(state, method, params, origin, request_id)
+        if (
+            method in MRTR_METHODS
+            and is_modern(origin.version)
+            and not is_modern(upstream.protocol_version)
+        ):
+            return await self._park(method, upstream, params, origin, request_id, what)
+        raw, version = await self._send(upstream, method, params, origin, origin, request_id, what)
+        rounds = 0
+        while raw.get("resultType") == "input_required" and not is_modern(origin.version):
+            rounds += 1
+            if rounds > MAX_INPUT_ROUNDS:
+                raise McpRelayError(
+                    ErrorType.UPSTREAM_ERROR,
+                    f"{what} on {upstream.name} asked for input more than {MAX_INPUT_ROUNDS} times",
+                    suggestion=f"check the server {upstream.name}", server=upstream.name, request_id=request_id,
+                )
+            responses = await self._answer_rounds(upstream, origin, raw.get("inputRequests"), request_id)
+            params = {k: v for k, v in params.items() if k not in ("inputResponses", "requestState")}
+            if responses:
+                params["inputResponses"] = responses
+            if isinstance(raw.get("requestState"), str):
+                params["requestState"] = raw["requestState"]
+            raw, version = await self._send(upstream, method, params, origin, origin, request_id, what)
+        return self._shape(method, upstream, raw, version, origin, request_id, what)
+
+    async def _send(
+        self, upstream: Upstream, method: str, params: dict[str, Any], origin: Origin, relay: object,
+        request_id: str, what: str,
+    ) -> tuple[dict[str, Any], str]:
+        return await upstream.request(
+            method, params, request_id=request_id, what=what, origin=relay, group=origin.session,
+            progress=origin.progress if origin.wants_progress else None,
+            capabilities=origin.capabilities, log_level=origin.log_level,
+        )
+
+    def _shape(
+        self, method: str, upstream: Upstream, raw: dict[str, Any], version: str, origin: Origin, request_id: str,
+        what: str,
+    ) -> dict[str, Any]:
+        ns = self.gateway.namespace(upstream)
+        if raw.get("resultType") == "input_required":  # for a 2026-07-28 agent, as the upstream sent it
+            return _input_required_to_agent(raw, ns)
+        if method == "tools/call" and (problem := tool_result_problem(raw, modern=is_modern(version))):
+            raise _malformed(upstream, what, request_id, problem)
+        try:
+            return for_client(method, result_to_agent(method, raw, ns), upstream_version=version,
+                              client_version=origin.version)
+        except TranslationError as exc:
+            if exc.upstream_at_fault:
+                raise _malformed(upstream, what, request_id, str(exc)) from None
+            raise McpRelayError(
+                ErrorType.UPSTREAM_ERROR, f"{what} on {upstream.name}: the result is {exc}",
+                suggestion="report it to mcprelay (the upstream's result was valid for its own protocol version)",
+                server=upstream.name, request_id=request_id,
+            ) from None
+
+    async def _answer_rounds(
+        self, upstream: Upstream, origin: Origin, requests: Any, request_id: str
+    ) -> dict[str, Any]:
+        """Answer a 2026-07-28 upstream's ``inputRequests`` by asking a handshake-era agent, concurrently."""
+        if not isinstance(requests, dict):
+            return {}
+        responses: dict[str, Any] = {}
+
+        async def answer(key: str, request: Any) -> None:
+            if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+                raise McpRelayError(
+                    ErrorType.UPSTREAM_ERROR, f"{upstream.name} sent an input request {key!r} without a method",
+                    server=upstream.name, request_id=request_id,
+                )
+            params: dict[str, Any] = request["params"] if isinstance(request.get("params"), dict) else {}
+            try:
+                responses[key] = await self.on_input(upstream, origin, request["method"], params)
+            except MCPError as exc:
+                raise McpRelayError(
+                    ErrorType.UPSTREAM_ERROR,
+                    f"{upstream.name} asked for input ({request['method']}) the agent could not give: {exc.message}",
+                    server=upstream.name, request_id=request_id,
+                ) from None
+
+        async with anyio.create_task_group() as tg:
+            for key, request in requests.items():
+                tg.start_soon(answer, key, request)
+        return responses
+
+    # ------------------------------------------------------------------ parked calls (2026-07-28 agents)
+
+    async def _park(
+        self, method: str, upstream: Upstream, params: dict[str, Any], origin: Origin, request_id: str, what: str
+    ) -> dict[str, Any]:
+        """Run the call in the gateway's task group so it survives an ``input_required`` answer to the agent."""
+        parked = _Parked(f"{next(self._park_ids)}.{secrets.token_hex(8)}", method, _fingerprint(method, params),
+                         _Bridge(origin), upstream, what)
+
+        async def run() -> None:
+            try:
+                with parked.scope:
+                    parked.result = await self._send(
+                        upstream, method, params, origin, parked.bridge, request_id, what
+                    )
+                if parked.result is None:  # cancelled by _expire: nobody is waiting any more
+                    parked.error = McpRelayError(ErrorType.UPSTREAM_ERROR, f"{what}: no answer to its input request")
+            except Exception as exc:  # handed to whoever waits for the call
+                parked.error = exc
+            finally:
+                parked.finished.set()
+                parked.bridge.changed.set()
+
+        self.gateway.task_group.start_soon(run)
+        return await self._await_parked(parked, origin, request_id)
+
+    async def _await_parked(self, parked: _Parked, origin: Origin, request_id: str) -> dict[str, Any]:
+        parked.bridge.current = origin
+        while True:
+            if parked.finished.is_set():
+                self._parked.pop(parked.id, None)
+                if parked.error is not None:
+                    if isinstance(parked.error, McpRelayError):
+                        raise parked.error
+                    raise McpRelayError(
+                        ErrorType.UPSTREAM_ERROR, f"{parked.what} on {parked.upstream.name} failed: {parked.error}",
+                        server=parked.upstream.name, request_id=request_id,
+                    )
+                assert parked.result is not None
+                raw, version = parked.result
+                return self._shape(parked.method, parked.upstream, raw, version, origin, request_id, parked.what)
+            asks = parked.bridge.unanswered()
+            if asks:
+                self._parked[parked.id] = parked
+                parked.deadline = anyio.current_time() + PARK_TTL
+                self.gateway.task_group.start_soon(self._expire, parked)
+                return {
+                    "resultType": "input_required",
+                    "inputRequests": {key: {"method": ask.method, "params": ask.params} for key, ask in asks.items()},
+                    "requestState": self._seal(parked),
+                }
+            parked.bridge.changed = anyio.Event()
+            await parked.bridge.changed.wait()
+
+    async def _resume(
+        self, state: str, method: str, params: dict[str, Any], origin: Origin, request_id: str
+    ) -> dict[str, Any]:
+        parked = self._unseal(state, method, params)
+        if parked is None:
+            raise McpRelayError(
+                ErrorType.USAGE_ERROR,
+                "this requestState is unknown, expired, or belongs to another request",
+                suggestion="send the original request again, without inputResponses and requestState",
+                request_id=request_id,
+            )
+        responses = params.get("inputResponses")
+        if isinstance(responses, dict):
+            parked.bridge.answer(responses)
+        return await self._await_parked(parked, origin, request_id)
+
+    async def _expire(self, parked: _Parked) -> None:
+        """Cancel a parked call whose agent never came back; a retry pushes the deadline, a finish ends it."""
+        while parked.id in self._parked and anyio.current_time() < parked.deadline:
+            with anyio.move_on_after(max(0.0, parked.deadline - anyio.current_time())):
+                await parked.finished.wait()
+        if self._parked.pop(parked.id, None) is not None:
+            logger.info("%s: nobody answered an input request within %g s; cancelling", parked.what, PARK_TTL)
+            parked.scope.cancel()
+
+    def _seal(self, parked: _Parked) -> str:
+        mac = hmac.new(self._state_key, f"{parked.id}|{parked.fingerprint}".encode(), hashlib.sha256).hexdigest()
+        return f"{_STATE_PREFIX}{parked.id}.{mac[:32]}"
+
+    def _unseal(self, state: str, method: str, params: dict[str, Any]) -> _Parked | None:
+        body = state[len(_STATE_PREFIX):]
+        parked_id, _, mac = body.rpartition(".")
+        parked = self._parked.get(parked_id)
+        if parked is None or parked.method != method:
+            return None
+        expected = hmac.new(
+            self._state_key, f"{parked_id}|{_fingerprint(method, params)}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
+        return parked if hmac.compare_digest(expected, mac) else None
+
+    # ------------------------------------------------------------------ what upstreams send on their own
+
+    async def on_input(
+        self, upstream: Upstream, origin: object | None, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Answer an upstream's request for input; raises ``MCPError`` with the error the upstream gets."""
+        if origin is None:
+            if method == "roots/list":
+                return await self._everyones_roots(upstream)
+            raise MCPError(
+                types.METHOD_NOT_FOUND,
+                f"{method} arrived while no agent request to {upstream.name} was in progress: there is no one to ask",
+            )
+        target = origin if isinstance(origin, _Bridge) else cast(Origin, origin)
+        _check_capability(target.capabilities, method, params)
+        if method == "sampling/createMessage":
+            params = sampling_params_to_agent(params, self.gateway.namespace(upstream))
+        if isinstance(target, _Bridge):
+            return await target.ask_later(method, params)
+        if not target.can_ask:
+            raise MCPError(types.INTERNAL_ERROR, f"the agent's request cannot carry {method} now")
+        return await target.ask(method, params)
+
+    async def on_log(self, upstream: Upstream, origin: object | None, params: dict[str, Any]) -> None:
+        """Relay one ``notifications/message``, its ``logger`` naming the server."""
+        own = params.get("logger")
+        params = {**params, "logger": f"{upstream.name}/{own}" if isinstance(own, str) and own else upstream.name}
+        level = params.get("level")
+        if origin is None:
+            if self.broadcast_log is not None:
+                await self.broadcast_log(params)
+            return
+        target = origin.current if isinstance(origin, _Bridge) else cast(Origin, origin)
+        wanted = target.log_level
+        if is_modern(target.version) and wanted is None:
+            return  # a 2026-07-28 request that did not ask for log messages must not get any
+        if isinstance(level, str) and not level_admits(wanted, level):
+            return
+        await target.log(params)
+
+    async def _everyones_roots(self, upstream: Upstream) -> dict[str, Any]:
+        roots = await self.roots_source() if self.roots_source is not None else None
+        if roots is None:
+            raise MCPError(types.METHOD_NOT_FOUND, "no agent connected to mcprelay offers roots")
+        return {"roots": roots}
+
+    # ------------------------------------------------------------------ the activity log
+
+    def _record(self, call: _Call, response_bytes: int) -> None:
+        activity = self.gateway.activity
+        try:
+            activity.record(
+                ActivityRecord(
+                    request_id=call.request_id, correlation_id=call.correlation_id, server=call.server,
+                    tool=call.tool, started_at=call.started,
+                    duration_ms=round((time.monotonic() - call.clock) * 1000, 2), status=call.status,
+                    error_type=call.error_type, request_bytes=len(call.encoded_arguments),
+                    response_bytes=response_bytes,
+                    arguments=call.encoded_arguments if activity.record_arguments else None,
+                )
+            )
+        except Exception:  # the activity log is a record, never a reason for a call to fail
+            logger.exception("recording activity failed")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _check_capability(capabilities: dict[str, Any], method: str, params: dict[str, Any]) -> None:
+    """Refuse, with the protocol's error, a request for input the agent's client did not declare."""
+    if method == "sampling/createMessage" and capabilities.get("sampling") is None:
+        raise MCPError(types.METHOD_NOT_FOUND, "the agent's client does not support sampling")
+    if method == "roots/list" and capabilities.get("roots") is None:
+        raise MCPError(types.METHOD_NOT_FOUND, "the agent's client does not support roots")
+    if method == "elicitation/create":
+        declared = capabilities.get("elicitation")
+        mode = params.get("mode") or "form"
+        if not isinstance(declared, dict):
+            raise MCPError(types.METHOD_NOT_FOUND, "the agent's client does not support elicitation")
+        # An empty elicitation capability means form mode (2025-06-18 clients declared nothing more).
+        if mode not in declared and not (mode == "form" and not declared):
+            raise MCPError(types.INVALID_PARAMS, f"the agent's client does not support {mode} elicitation")
+
+
+def _input_required_to_agent(raw: dict[str, Any], ns: Namespace) -> dict[str, Any]:
+    requests = raw.get("inputRequests")
+    if not isinstance(requests, dict):
+        return raw
+    rewritten = {}
+    for key, request in requests.items():
+        if isinstance(request, dict) and request.get("method") == "sampling/createMessage" and isinstance(
+            request.get("params"), dict
+        ):
+            request = {**request, "params": sampling_params_to_agent(request["params"], ns)}
+        rewritten[key] = request
+    return {**raw, "inputRequests": rewritten}
+
+
+def _fingerprint(method: str, params: dict[str, Any]) -> str:
+    """What a retry must repeat: the method and its target (name or URI)."""
+    target = params.get("name") if method != "resources/read" else params.get("uri")
+    return f"{method}|{target}"
+
+
+def _status(result: dict[str, Any]) -> str:
+    if result.get("resultType") == "input_required":
+        return "input_required"
+    return "tool_error" if result.get("isError") else "ok"
+
+
+def _malformed(upstream: Upstream, what: str, request_id: str, problem: str) -> McpRelayError:
+    return McpRelayError(
+        ErrorType.UPSTREAM_ERROR,
+        f"{what} on {upstream.name} returned a result that {problem}"
+        if problem.startswith("does not match") else
+        f"{what} on {upstream.name} returned a result that does not match the MCP schema: {problem[:300]}",
+        suggestion=f"report it to the maintainers of {upstream.name}'s MCP server",
+        server=upstream.name, request_id=request_id,
+    )
+
+
+@dataclass
+class _Ask:
+    """One request for input a parked call waits on."""
+
+    method: str
+    params: dict[str, Any]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: dict[str, Any] | None = None
+    sent: bool = False
+
+
+class _Bridge:
+    """The origin a parked call's upstream request runs under: asks wait for the agent's retry."""
+
+    def __init__(self, current: Origin) -> None:
+        self.current = current
+        self.changed = anyio.Event()
+        self._asks: dict[str, _Ask] = {}
+        self._keys = count(1)
+
+    @property
+    def version(self) -> str:
+        return self.current.version
+
+    @property
+    def session(self) -> object:
+        return self.current.session
+
+    @property
+    def capabilities(self) -> dict[str, Any]:
+        return self.current.capabilities
+
+    @property
+    def log_level(self) -> str | None:
+        return self.current.log_level
+
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        await self.current.progress(progress, total, message)
+
+    async def ask_later(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        ask = _Ask(method, params)
+        self._asks[f"input-{next(self._keys)}"] = ask
+        self.changed.set()
+        await ask.done.wait()
+        assert ask.result is not None
+        return ask.result
+
+    def unanswered(self) -> dict[str, _Ask]:
+        return {key: ask for key, ask in self._asks.items() if not ask.done.is_set()}
+
+    def answer(self, responses: dict[str, Any]) -> None:
+        for key, value in responses.items():
+            ask = self._asks.get(key)
+            if ask is not None and not ask.done.is_set() and isinstance(value, dict):
+                ask.result = value
+                ask.done.set()
+                del self._asks[key]
+
+
+@dataclass
+class _Parked:
+    id: str
+    method: str
+    fingerprint: str
+    bridge: _Bridge
+    upstream: Upstream
+    what: str
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    finished: anyio.Event = field(default_factory=anyio.Event)
+    result: tuple[dict[str, Any], str] | None = None
+    error: BaseException | None = None
+    deadline: float = 0.0
+
+
+@dataclass
+class _Call:
+    """One forwarded tool call on its way through: what the activity log records."""
+
+    request_id: str
+    server: str
+    tool: str
+    started: float
+    clock: float
+    encoded_arguments: str
+    status: str = "ok"
+    error_type: str | None = None
+    correlation_id: str | None = None
+    error: McpRelayError | None = None
+
+    def fail(self, error: McpRelayError) -> None:
+        error.with_context(request_id=self.request_id)
+        self.error = error
+        self.server = self.server or (error.server or "")
+        self.status, self.error_type, self.correlation_id = "error", str(error.error_type), error.correlation_id
+
+    def error_result(self, version: str) -> dict[str, Any]:
+        assert self.error is not None
+        return error_result(self.error, version)
+
+
+def error_result(error: McpRelayError, version: str | None = None) -> dict[str, Any]:
+    """A tool result the agent can read: ``isError`` with the structured error as JSON text."""
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": json.dumps(error.to_dict())}], "isError": True,
+    }
+    return {"resultType": "complete", **result} if is_modern(version) else result
