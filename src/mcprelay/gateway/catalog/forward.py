@@ -243,6 +243,19 @@ class Forwarder:
     ) -> dict[str, Any]:
         ns = self.gateway.namespace(upstream)
         if raw.get("resultType") == "input_required":  # for a 2026-07-28 agent, as the upstream sent it
+            requests = raw.get("inputRequests")
+            for request in requests.values() if isinstance(requests, dict) else ():
+                if isinstance(request, dict) and isinstance(request.get("method"), str):
+                    try:
+                        _check_capability(origin.capabilities, request["method"], request.get("params") or {})
+                    except MCPError as exc:  # the upstream must not ask for what the client did not declare
+                        raise McpRelayError(
+                            ErrorType.UPSTREAM_ERROR,
+                            f"{what} on {upstream.name} asked for input ({request['method']}) although {exc.message}",
+                            suggestion=f"report it to the maintainers of {upstream.name}'s MCP server: a server "
+                            "must only ask for input the client declared",
+                            server=upstream.name, request_id=request_id,
+                        ) from None
             return _input_required_to_agent(raw, ns)
         if method == "tools/call" and (problem := tool_result_problem(raw, modern=is_modern(version))):
             raise _malformed(upstream, what, request_id, problem)
@@ -265,26 +278,32 @@ class Forwarder:
         if not isinstance(requests, dict):
             return {}
         responses: dict[str, Any] = {}
+        refused: list[McpRelayError] = []
 
-        async def answer(key: str, request: Any) -> None:
+        async def answer(key: str, request: Any, scope: anyio.CancelScope) -> None:
             if not isinstance(request, dict) or not isinstance(request.get("method"), str):
-                raise McpRelayError(
+                refused.append(McpRelayError(
                     ErrorType.UPSTREAM_ERROR, f"{upstream.name} sent an input request {key!r} without a method",
                     server=upstream.name, request_id=request_id,
-                )
+                ))
+                scope.cancel()
+                return
             params: dict[str, Any] = request["params"] if isinstance(request.get("params"), dict) else {}
             try:
                 responses[key] = await self.on_input(upstream, origin, request["method"], params)
-            except MCPError as exc:
-                raise McpRelayError(
+            except MCPError as exc:  # one refusal ends the round: its siblings are not worth waiting for
+                refused.append(McpRelayError(
                     ErrorType.UPSTREAM_ERROR,
                     f"{upstream.name} asked for input ({request['method']}) the agent could not give: {exc.message}",
                     server=upstream.name, request_id=request_id,
-                ) from None
+                ))
+                scope.cancel()
 
         async with anyio.create_task_group() as tg:
             for key, request in requests.items():
-                tg.start_soon(answer, key, request)
+                tg.start_soon(answer, key, request, tg.cancel_scope)
+        if refused:
+            raise refused[0]
         return responses
 
     # ------------------------------------------------------------------ parked calls (2026-07-28 agents)
@@ -339,7 +358,14 @@ class Forwarder:
                     "requestState": self._seal(parked),
                 }
             parked.bridge.changed = anyio.Event()
-            await parked.bridge.changed.wait()
+            try:
+                await parked.bridge.changed.wait()
+            except anyio.get_cancelled_exc_class():
+                # The agent gave up on its request while the upstream was still working on it: so does the
+                # upstream (a call waiting for the agent's input is different: its request already ended).
+                self._parked.pop(parked.id, None)
+                parked.scope.cancel()
+                raise
 
     async def _resume(
         self, state: str, method: str, params: dict[str, Any], origin: Origin, request_id: str
