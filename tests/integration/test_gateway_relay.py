@@ -28,6 +28,7 @@ import mcp_types as types
 import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.subscriptions import ResourceUpdated
 
 from tests.integration.gateway_helpers import http_gateway, text, write_config
 
@@ -236,3 +237,68 @@ async def test_a_client_without_the_capability_gets_an_error_at_once_not_a_hang(
     # The handshake-era upstream asked and was refused; the 2026-era one asked although the client's capabilities
     # said no, and the gateway told the client so instead of passing on a request it cannot answer.
     assert result.is_error and "does not support elicitation" in result.content[0].text  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+@pytest.mark.parametrize("era", ["handshake", "dual"])
+@pytest.mark.parametrize("wire", ["stdio", "listen"])
+async def test_resource_subscriptions_reach_the_upstream_and_updates_come_back_rewritten(
+    tmp_path: Path, mode: str, era: str, wire: str
+) -> None:
+    upstream = {"command": RELAY[0], "args": [*RELAY[1:], "--era", era]}
+    exposed = "mcprelay://r/memo://note/1"
+    updates: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    async with _client(tmp_path, wire, mode, upstream, None, message_handler=on_message) as client:
+        if mode == "legacy":
+            await client.subscribe_resource(exposed)
+            with anyio.fail_after(10):
+                while not updates:  # the upstream's subscription is set up in the background
+                    await client.call_tool("r__touch", {"uri": "memo://note/1"})
+                    await anyio.sleep(0.2)
+            assert set(updates) == {exposed}
+            return
+        async with client.listen(resource_subscriptions=[exposed]) as subscription:
+            async with anyio.create_task_group() as tg:
+
+                async def touch() -> None:
+                    while True:
+                        await client.call_tool("r__touch", {"uri": "memo://note/1"})
+                        await anyio.sleep(0.2)
+
+                tg.start_soon(touch)
+                with anyio.fail_after(10):
+                    async for event in subscription:
+                        if isinstance(event, ResourceUpdated):
+                            assert event.uri == exposed
+                            break
+                tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("wire", ["stdio", "listen"])
+async def test_a_url_elicitation_and_its_completion_reach_the_client_that_was_asked(tmp_path: Path, wire: str) -> None:
+    upstream = {"command": RELAY[0], "args": [*RELAY[1:], "--era", "handshake"]}
+    agent = Agent()
+    completed: list[str] = []
+    seen: list[types.ElicitRequestParams] = []
+
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        seen.append(params)
+        return types.ElicitResult(action="accept")
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+
+    agent.elicit = elicit  # type: ignore[method-assign]
+    async with _client(tmp_path, wire, "legacy", upstream, agent, message_handler=on_message) as client:
+        assert text(await client.call_tool("r__ask_url", {})) == "url elicitation: accept"
+        with anyio.fail_after(5):
+            while not completed:
+                await anyio.sleep(0.05)
+    assert isinstance(seen[0], types.ElicitRequestURLParams) and seen[0].url == "https://example.com/sign-in"
+    assert completed == ["relay-url-1"]

@@ -10,13 +10,16 @@ for input with ``input_required`` results instead (multi round-trip requests).
 
 What it offers, each one there to be relayed:
 
-* tools: ``echo``; ``ask_name`` (elicitation, form mode); ``ask_model`` (sampling); ``my_roots``
+* tools: ``echo``; ``ask_name`` (elicitation, form mode); ``ask_url`` (elicitation, URL mode, then
+  ``notifications/elicitation/complete`` in the handshake era); ``ask_model`` (sampling); ``my_roots``
   (the client's roots); ``chatter`` (log messages at four levels, then a result); ``links`` (a
   ``resource_link`` and an embedded resource); ``slow`` (progress, then a long sleep to cancel);
 * resources ``memo://note/1`` and ``memo://note/2`` and the template ``memo://note/{id}``;
 * the prompt ``greet`` (its message embeds a note), with completion for its ``name`` argument and
   for the template's ``id``;
-* ``stats``: how many calls were cancelled, and the last roots it saw.
+* ``stats``: how many calls were cancelled, and the last roots it saw;
+* ``touch``: tells the subscribers of a note that it changed (``resources/subscribe`` in the handshake
+  era, ``subscriptions/listen`` in 2026-07-28).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import anyio
 import mcp_types as types
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -43,6 +47,8 @@ _TOOLS = [
                input_schema={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}),
     types.Tool(name="ask_name", description="Ask the user for their name (elicitation).",
                input_schema={"type": "object", "properties": {}}),
+    types.Tool(name="ask_url", description="Send the user to a URL (elicitation, URL mode), then say it is done.",
+               input_schema={"type": "object", "properties": {}}),
     types.Tool(name="ask_model", description="Ask the client's model a question (sampling).",
                input_schema={"type": "object", "properties": {"question": {"type": "string"}}}),
     types.Tool(name="my_roots", description="The client's roots.", input_schema={"type": "object", "properties": {}}),
@@ -54,11 +60,15 @@ _TOOLS = [
                input_schema={"type": "object", "properties": {"seconds": {"type": "number"}}}),
     types.Tool(name="stats", description="Calls cancelled so far, and the roots last seen.",
                input_schema={"type": "object", "properties": {}}),
+    types.Tool(name="touch", description="Change a note: its subscribers hear notifications/resources/updated.",
+               input_schema={"type": "object", "properties": {"uri": {"type": "string"}}, "required": ["uri"]}),
 ]
 
 
 def build(*, era: str = "dual") -> Server[Any]:
     state: dict[str, Any] = {"cancelled": 0, "roots": None}
+    subscribed: set[str] = set()
+    bus = InMemorySubscriptionBus()
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return types.ListToolsResult(tools=_TOOLS)
@@ -68,6 +78,12 @@ def build(*, era: str = "dual") -> Server[Any]:
         args = params.arguments or {}
         if params.name == "echo":
             return _text(str(args.get("text", "")))
+        if params.name == "touch":
+            uri = str(args.get("uri", ""))
+            await bus.publish(ResourceUpdated(uri=uri))  # 2026-07-28: to the listen streams that asked for it
+            if uri in subscribed and not modern:
+                await ctx.session.send_resource_updated(uri)
+            return _text(f"touched {uri}")
         if params.name == "stats":
             return _text(json.dumps({"cancelled": state["cancelled"], "roots": state["roots"]}))
         if params.name == "links":
@@ -91,7 +107,13 @@ def build(*, era: str = "dual") -> Server[Any]:
                 state["cancelled"] += 1
                 raise
             return _text("woke up")
-        if params.name in ("ask_name", "ask_model", "my_roots"):
+        if params.name == "ask_url" and not modern:
+            request = _input_request(params.name, args)
+            answer = await _ask(ctx, request)
+            await ctx.session.send_notification(types.ElicitCompleteNotification(
+                params=types.ElicitCompleteNotificationParams(elicitation_id="relay-url-1")))
+            return _text(f"url elicitation: {answer.get('action')}")
+        if params.name in ("ask_name", "ask_model", "my_roots", "ask_url"):
             request = _input_request(params.name, args)
             if modern:
                 return _modern_input(params, request, state)
@@ -148,11 +170,20 @@ def build(*, era: str = "dual") -> Server[Any]:
     async def set_level(ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
         return types.EmptyResult()
 
+    async def subscribe(ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        subscribed.add(str(params.uri))
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        subscribed.discard(str(params.uri))
+        return types.EmptyResult()
+
     server: Server[Any] = Server(
         "mcprelay-relay-test", version="1.0.0",
         on_list_tools=list_tools, on_list_resources=list_resources, on_list_resource_templates=list_templates,
         on_read_resource=read_resource, on_list_prompts=list_prompts, on_get_prompt=get_prompt,
-        on_completion=complete,
+        on_completion=complete, on_subscribe_resource=subscribe, on_unsubscribe_resource=unsubscribe,
+        on_subscriptions_listen=ListenHandler(bus),
     )
     server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)
     server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, set_level)
@@ -178,6 +209,11 @@ def _input_request(tool: str, args: dict[str, Any]) -> dict[str, Any]:
             "mode": "form", "message": "What is your name?",
             "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
         }}
+    if tool == "ask_url":
+        return {"method": "elicitation/create", "params": {
+            "mode": "url", "message": "Sign in, please.", "url": "https://example.com/sign-in",
+            "elicitationId": "relay-url-1",
+        }}
     if tool == "ask_model":
         return {"method": "sampling/createMessage", "params": {
             "messages": [{"role": "user", "content": {"type": "text", "text": args.get("question", "2+2?")}}],
@@ -190,8 +226,9 @@ async def _ask(ctx: Ctx, request: dict[str, Any]) -> dict[str, Any]:
     """A server-to-client request tied to the call (handshake era)."""
     method, params = request["method"], request["params"]
     if method == "elicitation/create":
+        model = types.ElicitRequestURLParams if params.get("mode") == "url" else types.ElicitRequestFormParams
         result: Any = await ctx.session.send_request(
-            types.ElicitRequest(params=types.ElicitRequestFormParams.model_validate(params, by_name=False)),
+            types.ElicitRequest(params=model.model_validate(params, by_name=False)),
             types.ElicitResult, metadata=_related(ctx))
     elif method == "sampling/createMessage":
         result = await ctx.session.send_request(
@@ -219,6 +256,8 @@ def _modern_input(params: types.CallToolRequestParams, request: dict[str, Any], 
 
 
 def _describe(tool: str, answer: dict[str, Any], state: dict[str, Any]) -> str:
+    if tool == "ask_url":
+        return f"url elicitation: {answer.get('action')}"
     if tool == "ask_name":
         if answer.get("action") != "accept":
             return f"no name ({answer.get('action')})"

@@ -32,7 +32,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Any, cast
@@ -67,6 +67,10 @@ _STATE_PREFIX = "mcprelay1."
 RootsSource = Callable[[], Awaitable[list[dict[str, Any]] | None]]
 #: Delivers a log message that belongs to no request to every handshake-era agent session.
 LogBroadcast = Callable[[dict[str, Any]], Awaitable[None]]
+#: Tells one agent connection (an origin's ``session``) that a URL-mode elicitation it was shown completed.
+ElicitationDone = Callable[[object, str], Coroutine[Any, Any, None]]
+#: URL-mode elicitations remembered for their completion notice at most (oldest forgotten first).
+MAX_URL_ELICITATIONS = 1000
 
 
 class Forwarder:
@@ -76,6 +80,8 @@ class Forwarder:
         self.gateway = gateway
         self.roots_source: RootsSource | None = None
         self.broadcast_log: LogBroadcast | None = None
+        self.elicitation_done: ElicitationDone | None = None
+        self._url_elicitations: dict[tuple[str, str], object] = {}  # (upstream, elicitation id) → agent session
         self._parked: dict[str, _Parked] = {}
         self._park_ids = count(1)
         self._state_key = secrets.token_bytes(32)
@@ -428,7 +434,21 @@ class Forwarder:
             return await target.ask_later(method, params)
         if not target.can_ask:
             raise MCPError(types.INTERNAL_ERROR, f"the agent's request cannot carry {method} now")
+        elicitation_id = params.get("elicitationId") if method == "elicitation/create" else None
+        if isinstance(elicitation_id, str):
+            self._url_elicitations[(upstream.name, elicitation_id)] = target.session
+            while len(self._url_elicitations) > MAX_URL_ELICITATIONS:
+                self._url_elicitations.pop(next(iter(self._url_elicitations)))
         return await target.ask(method, params)
+
+    def on_elicitation_complete(self, upstream: Upstream, elicitation_id: str) -> None:
+        """Pass a URL-mode elicitation's completion to the agent connection that was shown it."""
+        session = self._url_elicitations.pop((upstream.name, elicitation_id), None)
+        if session is not None and self.elicitation_done is not None:
+            try:
+                self.gateway.task_group.start_soon(self.elicitation_done, session, elicitation_id)
+            except McpRelayError:
+                pass
 
     async def on_log(self, upstream: Upstream, origin: object | None, params: dict[str, Any]) -> None:
         """Relay one ``notifications/message``, its ``logger`` naming the server."""

@@ -90,7 +90,10 @@ class Gateway:
         self.upstreams: dict[str, Upstream] = {}
         self.version = 0  # bumped whenever the aggregated lists may have changed
         self.forward = Forwarder(self)
-        self._hooks = UpstreamHooks(on_input=self.forward.on_input, on_log=self.forward.on_log)
+        self._hooks = UpstreamHooks(
+            on_input=self.forward.on_input, on_log=self.forward.on_log,
+            on_elicitation_complete=self.forward.on_elicitation_complete,
+        )
         self._catalog = _Catalog(version=-1)
         self._listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []

@@ -125,6 +125,7 @@ class Connected:
     session_id: str | None
     roots: list[dict[str, Any]] | None = None
     subscriptions: set[str] = field(default_factory=set)
+    initialized: bool = False  # it sent notifications/initialized: notifications may go to it now
 
 
 class Downstream:
@@ -170,6 +171,7 @@ class Downstream:
         gateway.add_update_listener(self._resource_updated)
         gateway.forward.broadcast_log = self.broadcast_log
         gateway.forward.roots_source = self.everyones_roots
+        gateway.forward.elicitation_done = self._elicitation_done
 
     def server_info(self) -> dict[str, Any]:
         """The ``serverInfo`` stamp the SDK server puts on 2026-era results (for answers given beside it)."""
@@ -184,7 +186,7 @@ class Downstream:
         return self._by_session_id.get(session_id)
 
     def only_connection(self) -> tuple[object, Connected] | None:
-        """The one connection of a stdio gateway (``None`` before ``initialized`` or when there are several)."""
+        """The one connection of a stdio gateway (``None`` before ``initialize`` or when there are several)."""
         if len(self.connections) != 1:
             return None
         return next(iter(self.connections.items()))
@@ -192,12 +194,16 @@ class Downstream:
     # ------------------------------------------------------------------ connections
 
     async def _track_connections(self, ctx: Ctx, call_next: CallNext) -> HandlerResult:
-        if ctx.method == "notifications/initialized" and ctx.request_id is None:
+        """Know each handshake-era connection from its ``initialize`` on (a fast path may serve its very next
+        request, before the SDK has processed ``notifications/initialized``); tell it of changes once it
+        has said it is initialized."""
+        if ctx.method == "initialize" and ctx.request_id is not None:
+            result = await call_next(ctx)
             key = seam.connection_of(ctx.session)
-            caps = ctx.session.client_capabilities
+            caps = (ctx.params or {}).get("capabilities")
             session_id = getattr(key, "session_id", None)
             self.connections[key] = Connected(
-                ctx.session, caps.model_dump(by_alias=True, mode="json", exclude_none=True) if caps else {},
+                ctx.session, caps if isinstance(caps, dict) else {},
                 session_id if isinstance(session_id, str) else None,
             )
             if isinstance(session_id, str):
@@ -205,7 +211,15 @@ class Downstream:
             while len(self.connections) > MAX_SESSIONS:
                 self._forget(next(iter(self.connections)))
             seam.on_connection_closed(ctx.session, lambda: self._forget(key))
+            return result
+        if ctx.method == "notifications/initialized" and ctx.request_id is None:
+            connected = self.connections.get(seam.connection_of(ctx.session))
+            if connected is not None:
+                connected.initialized = True
         return await call_next(ctx)
+
+    def _initialized(self) -> list[tuple[object, Connected]]:
+        return [(k, c) for k, c in self.connections.items() if c.initialized]
 
     def _forget(self, key: object) -> None:
         connected = self.connections.pop(key, None)
@@ -234,7 +248,7 @@ class Downstream:
         await self.bus.publish(ToolsListChanged())
         await self.bus.publish(ResourcesListChanged())
         await self.bus.publish(PromptsListChanged())
-        for key, connected in list(self.connections.items()):
+        for key, connected in self._initialized():
             try:
                 with anyio.fail_after(5):
                     await connected.session.send_tool_list_changed()
@@ -255,7 +269,7 @@ class Downstream:
         """A log message no request explains: to every handshake-era connection whose level admits it."""
         level = params.get("level")
         notification: types.LoggingMessageNotification | None = None
-        for key, connected in list(self.connections.items()):
+        for key, connected in self._initialized():
             if isinstance(level, str) and not level_admits(self.gateway.session_log_level(key), level):
                 continue
             notification = notification or types.LoggingMessageNotification(
@@ -267,11 +281,24 @@ class Downstream:
             except Exception:
                 logger.debug("a downstream connection could not take a log message", exc_info=True)
 
+    async def _elicitation_done(self, key: object, elicitation_id: str) -> None:
+        connected = self.connections.get(key)
+        if connected is None:
+            return
+        notification = types.ElicitCompleteNotification(
+            params=types.ElicitCompleteNotificationParams(elicitation_id=elicitation_id)
+        )
+        try:
+            with anyio.fail_after(5):
+                await connected.session.send_notification(notification)
+        except Exception:
+            logger.debug("a downstream connection could not take elicitation/complete", exc_info=True)
+
     # ------------------------------------------------------------------ roots
 
     async def everyones_roots(self) -> list[dict[str, Any]] | None:
         """The roots of every handshake-era agent that offers them (``None`` when none does)."""
-        offering = [(k, c) for k, c in self.connections.items() if "roots" in c.capabilities]
+        offering = [(k, c) for k, c in self._initialized() if "roots" in c.capabilities]
         if not offering:
             return None
         roots: dict[str, dict[str, Any]] = {}
@@ -443,7 +470,7 @@ class Downstream:
 
     async def _resource_updated(self, uri: str) -> None:
         await self.bus.publish(ResourceUpdated(uri=uri))
-        for key, connected in list(self.connections.items()):
+        for key, connected in self._initialized():
             if uri not in connected.subscriptions:
                 continue
             try:

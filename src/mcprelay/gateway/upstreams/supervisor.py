@@ -119,6 +119,8 @@ class UpstreamHooks:
 
     on_input: Callable[[Upstream, object | None, str, dict[str, Any]], Awaitable[dict[str, Any]]]
     on_log: Callable[[Upstream, object | None, dict[str, Any]], Awaitable[None]]
+    #: ``notifications/elicitation/complete`` (2025-11-25, URL mode): for the agent that got that elicitation.
+    on_elicitation_complete: Callable[[Upstream, str], None]
 
 
 @dataclass
@@ -403,6 +405,8 @@ class Upstream:
             self._signals.kick()
         elif isinstance(message, types.ResourceUpdatedNotification) and self.on_resource_updated is not None:
             self.on_resource_updated(self, str(message.params.uri))
+        elif isinstance(message, types.ElicitCompleteNotification) and self.hooks is not None:
+            self.hooks.on_elicitation_complete(self, message.params.elicitation_id)
         elif isinstance(message, Exception):
             logger.debug("%s: transport reported %r", self.name, message)
 
