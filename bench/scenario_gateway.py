@@ -70,6 +70,7 @@ class PathSpec:
     upstream: str  # "http" | "stdio"
     gateway: str  # direct, relay-stdio, relay-http, proxy-stdio, proxy-http, remote
     available: str = ""  # non-empty: why this path is not measured
+    fast_path: bool = True  # mcprelay's config key: plain tool calls beside the SDK's server
 
 
 @dataclass
@@ -112,11 +113,14 @@ def specs() -> list[PathSpec]:
         PathSpec("direct → HTTP upstream", "http", "direct"),
         PathSpec("mcprelay serve --stdio → HTTP upstream", "http", "relay-stdio"),
         PathSpec("mcprelay serve --listen → HTTP upstream", "http", "relay-http"),
+        PathSpec("mcprelay serve --stdio → HTTP upstream, fast_path off", "http", "relay-stdio", fast_path=False),
         PathSpec("mcp-proxy 0.13 (stdio → HTTP upstream)", "http", "proxy-stdio", proxy),
         PathSpec("mcp-remote 0.15 (stdio → HTTP upstream)", "http", "remote", remote),
         PathSpec("direct → stdio upstream", "stdio", "direct"),
         PathSpec("mcprelay serve --stdio → stdio upstream", "stdio", "relay-stdio"),
         PathSpec("mcprelay serve --listen → stdio upstream", "stdio", "relay-http"),
+        PathSpec("mcprelay serve --stdio → stdio upstream, fast_path off", "stdio", "relay-stdio", fast_path=False),
+        PathSpec("mcprelay serve --listen → stdio upstream, fast_path off", "stdio", "relay-http", fast_path=False),
         PathSpec("mcp-proxy 0.13 --port (HTTP → stdio upstream)", "stdio", "proxy-http", proxy),
     ]
 
@@ -128,7 +132,7 @@ def _relay_config(home: Path, spec: PathSpec, upstream_url: str | None) -> list[
     else:
         server = {"command": STDIO_UPSTREAM[0], "args": STDIO_UPSTREAM[1:]}
     config = home / "config.json"
-    config.write_text(json.dumps({"token_store": "file", "mcpServers": {"up": server}}))
+    config.write_text(json.dumps({"token_store": "file", "fast_path": spec.fast_path, "mcpServers": {"up": server}}))
     return ["--home", str(home), "--config", str(config)]
 
 
@@ -330,7 +334,7 @@ async def run(quick: bool) -> list[Table]:
     total, step = (2000, 500) if quick else (10_000, 2000)
     rss_rows: list[list[object]] = []
     for spec in specs():
-        if spec.gateway not in ("relay-stdio", "relay-http") or spec.upstream != "http":
+        if spec.gateway not in ("relay-stdio", "relay-http") or spec.upstream != "http" or not spec.fast_path:
             continue
         points, errors = await rss_over_calls(spec, total, step)
         hwm = points.pop()[1]

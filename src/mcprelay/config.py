@@ -130,6 +130,8 @@ class Config(_Strict):
     api_key: str = Field(default="", repr=False)
     #: How long the first list request of a session waits for upstreams still making their first connection.
     first_list_timeout: float = Field(default=5.0, ge=0, le=120)
+    #: Plain tool calls answered beside the SDK's server (false: through it; slower, for comparison).
+    fast_path: bool = True
 
     @field_validator("token_store")
     @classmethod

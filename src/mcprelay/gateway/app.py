@@ -85,7 +85,8 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
     """One agent on stdin/stdout; ends when the agent closes stdin."""
     async with open_gateway(loaded, home=home, store=store) as running:
         downstream = running.downstream
-        async with serve_stdio_streams(StdioFastPath(downstream)) as streams:
+        fast = StdioFastPath(downstream) if loaded.config.fast_path else None
+        async with serve_stdio_streams(fast) as streams:
             read, write = streams
             await downstream.server.run(read, write, downstream.server.create_initialization_options())
 

@@ -48,7 +48,8 @@ def build_http_app(
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server, session_idle_timeout=session_idle_timeout)
     routes: list[BaseRoute] = [
-        Route("/mcp", HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)),
+        Route("/mcp", HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)
+              if downstream.gateway.config.fast_path else StreamableHTTPASGIApp(manager)),
         Mount(API_PREFIX, routes=rest_routes(control)),
     ]
 
