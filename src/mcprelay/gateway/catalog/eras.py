@@ -22,6 +22,12 @@ from mcp_types.methods import CACHEABLE_METHODS, serialize_server_result
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+#: The field that carries each result's payload. The SDK's 2026-07-28 result unions resolve a result that
+#: fits none of their arms to a bare ``{"resultType": "complete"}`` instead of failing, so a translation
+#: that lost this field failed, whatever the serializer said.
+_PAYLOAD = {"tools/call": "content", "prompts/get": "messages", "resources/read": "contents",
+            "completion/complete": "completion"}
+
 #: What a 2026-07-28 client is told about caching a result that crossed from a handshake-era upstream
 #: (which said nothing): do not cache, it is this client's view — the gateway's lists change at will.
 _NO_CACHE: dict[str, Any] = {"ttlMs": 0, "cacheScope": "private"}
@@ -68,9 +74,13 @@ def for_client(
     if upstream_version is not None and is_modern(upstream_version) == modern:
         return result  # same era: forwarded as received (plus the fields above, which the era requires)
     try:
-        return serialize_server_result(method, client_version, result)
+        shaped = serialize_server_result(method, client_version, result)
     except (ValidationError, KeyError, ValueError) as exc:
         raise _blame(method, result, upstream_version, client_version, exc) from None
+    payload = _PAYLOAD.get(method)
+    if payload is not None and payload in result and payload not in shaped:
+        raise _blame(method, result, upstream_version, client_version, ValueError(f"{payload}: not valid"))
+    return shaped
 
 
 def _blame(
@@ -78,8 +88,11 @@ def _blame(
 ) -> TranslationError:
     detail = _first_error(exc)
     if upstream_version is not None:
+        payload = _PAYLOAD.get(method)
         try:
-            serialize_server_result(method, upstream_version, result)
+            own_shape = serialize_server_result(method, upstream_version, result)
+            if payload is not None and payload in result and payload not in own_shape:
+                raise ValueError(f"{payload}: not valid")
         except (ValidationError, KeyError, ValueError) as own:
             return TranslationError(
                 f"does not match protocol version {upstream_version}, which the server itself negotiated: "
