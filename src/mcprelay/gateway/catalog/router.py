@@ -100,6 +100,7 @@ class Gateway:
         self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
         self._log_levels: dict[object, str] = {}  # downstream session → the level it asked for
+        self._namespaces: dict[str, Namespace] = {}
 
     @property
     def config(self) -> Config:
@@ -250,7 +251,10 @@ class Gateway:
     # ------------------------------------------------------------------ the aggregated catalogue
 
     def namespace(self, upstream: Upstream) -> Namespace:
-        return Namespace(upstream.name, upstream.config.prefix)
+        ns = self._namespaces.get(upstream.name)
+        if ns is None or ns.prefixed != upstream.config.prefix:
+            ns = self._namespaces[upstream.name] = Namespace(upstream.name, upstream.config.prefix)
+        return ns
 
     def _ready(self) -> Iterator[Upstream]:
         for server in self.config.mcp_servers:

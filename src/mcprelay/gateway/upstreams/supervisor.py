@@ -156,6 +156,7 @@ class Upstream:
         self._wire_ids = itertools.count(1)
         #: Requests in flight on the session, by the id they went out under: (origin, group), oldest first.
         self._inflight: dict[str | int, tuple[object | None, object | None]] = {}
+        self._wire: seam.SessionWire | None = None  # the live session's, looked up once
         self.state: UpstreamState = "connecting" if config.enabled else "disabled"
         self.catalog = Catalog()
         self.last_error: McpRelayError | None = None
@@ -259,6 +260,7 @@ class Upstream:
             raise self._as_error(root_cause(exc)) from None
         finally:
             self._client = None
+            self._wire = None
             self._auth = None
             self.connected_at = None
         if timed_out:
@@ -316,6 +318,7 @@ class Upstream:
                             await client.subscribe_resource(uri)
                     await self._apply_log_level(client)
                 self._client = client
+                self._wire = seam.session_wire(client.session)
                 self.connected_at = time.time()
                 self.last_error = None
                 ready.set()
@@ -650,7 +653,7 @@ class Upstream:
         tool's ``x-mcp-header`` parameters changed) is answered as the SDK does: relist, send once more.
         """
         version = client.protocol_version or "2025-11-25"
-        wire = seam.session_wire(client.session)
+        wire = self._wire if self._wire is not None and client is self._client else seam.session_wire(client.session)
         for attempt in (1, 2):
             data: dict[str, Any] = {"method": method, "params": dict(params)}
             wire_id = f"mcprelay-{next(self._wire_ids)}"
