@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -22,22 +24,35 @@ ServerOpt = Annotated[str, typer.Option("--server", "-s", help="Server name from
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def login_options(headless: bool) -> Any:
+def remote_shell() -> bool:
+    """A shell on another machine (SSH): the user's browser cannot reach our loopback listener."""
+    return any(os.environ.get(name) for name in ("SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"))
+
+
+def login_options(headless: bool, *, home: Path | None = None, device: bool = False) -> Any:
     from mcprelay.oauth.flow import LoginOptions
 
     read = None
     if headless and sys.stdin is not None and sys.stdin.isatty():
         read = sys.stdin.readline
-    return LoginOptions(headless=headless, read_pasted_url=read)
+    return LoginOptions(
+        headless=headless,
+        read_pasted_url=read,
+        device=device,
+        remote_shell=remote_shell(),
+        page_dir=home / "run" if home is not None else None,
+        terminal=sys.stderr is not None and sys.stderr.isatty(),
+    )
 
 
-async def run_login(runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None) -> Any:
+async def run_login(
+    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False
+) -> Any:
     from mcprelay.httpclient import new_http_client
 
+    options = login_options(headless, home=runtime.home, device=device)
     async with new_http_client() as http:
-        return await server_status.recorded_login(
-            runtime.home, server, runtime.store, http, login_options(headless), scopes=scopes
-        )
+        return await server_status.recorded_login(runtime.home, server, runtime.store, http, options, scopes=scopes)
 
 
 @app.command("login")
@@ -46,6 +61,9 @@ def login_command(
     server: ServerOpt,
     headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Log in even if the stored tokens are valid.")] = False,
+    device: Annotated[
+        bool, typer.Option("--device", help="Log in with a code entered on another device (RFC 8628).")
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Discover, register, authorize and store tokens for one server."""
@@ -64,7 +82,7 @@ def login_command(
                 message
             )
             return
-    outcome = anyio.run(run_login, runtime, cfg, headless_requested(headless))
+    outcome = anyio.run(lambda: run_login(runtime, cfg, headless_requested(headless), device=device))
     if json_output:
         print_json(
             {
