@@ -32,6 +32,7 @@ from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_sc
 from mcprelay.oauth.grant import StoredGrant, token_key
 from mcprelay.oauth.handoff import LoginPage
 from mcprelay.oauth.pkce import PKCE, new_state
+from mcprelay.oauth.renewal import SCOPE_ON_REFRESH
 from mcprelay.oauth.rfc6749 import TokenEndpointError, TokenSet, token_request
 from mcprelay.oauth.rfc6750 import Challenge
 from mcprelay.oauth.rfc7591 import (
@@ -452,6 +453,8 @@ async def _device_login(
     grant = _grant(discovery, registration, tokens, server=server.name, resource=resource, redirect_uri=None,
                    dpop=dpop)
     grant.requested_scope = scope
+    if server.oauth.scope_on_refresh:
+        grant.extra[SCOPE_ON_REFRESH] = True
     await _store_grant(store, grant)
     steps.mark("token_exchange")
     outcome.grant = grant
@@ -543,6 +546,8 @@ async def _browser_login(
                 )
             raise
         grant.requested_scope = scope
+        if server.oauth.scope_on_refresh:
+            grant.extra[SCOPE_ON_REFRESH] = True
         try:
             await _store_grant(store, grant)
         except McpRelayError:
