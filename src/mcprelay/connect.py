@@ -34,6 +34,13 @@ def credentials_for(server: ServerConfig, store: TokenStore) -> Callable[[Stored
     """How to authenticate a refresh of ``grant``: read at refresh time, since a login may change it."""
 
     def resolve(grant: StoredGrant) -> ClientCredentials:
+        if grant.extra.get("grant"):  # a machine grant: the configured client, key included
+            from mcprelay.oauth.clientcreds import configured_client
+
+            return configured_client(
+                server.oauth, server=server.name, issuer=grant.issuer, auth_methods=grant.extra.get("auth_methods"),
+                signing_algs=grant.extra.get("signing_algs"),
+            )
         if grant.registration_kind == "dcr":
             data = store.get(registration_key(server.name, grant.issuer))
             if data:

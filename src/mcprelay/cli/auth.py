@@ -216,20 +216,58 @@ def logout_command(
 
     runtime = get_runtime(ctx)
     runtime.json_output = json_output
-    runtime.loaded.config.server(server)
+    cfg = runtime.loaded.config.server(server)
     issuer = server_status.read_status(runtime.home, server).get("issuer")
+    grant = None
     try:
         grant = load_grant(runtime.store, server)
         issuer = grant.issuer if grant else issuer
     except McpRelayError:
         pass  # undecryptable tokens: deleting them is exactly what logout is for
+    revocation = anyio.run(_revoke, runtime, cfg, grant) if grant is not None else None
     runtime.store.delete(token_key(server))
     forgot_registration = False
     if forget_client and issuer:
         runtime.store.delete(registration_key(server, issuer))
         forgot_registration = True
     server_status.forget(runtime.home, server)
+    revoked = None if revocation is None or not revocation.attempted else {
+        "revoked": revocation.revoked, "endpoint": revocation.endpoint, "token_type_hint": revocation.token_type_hint,
+        "error": revocation.error,
+    }
     if json_output:
-        print_json({"success": True, "server": server, "forgot_registration": forgot_registration})
+        print_json({"success": True, "server": server, "forgot_registration": forgot_registration,
+                    "revocation": revoked})
     else:
         print(f"{server}: logged out" + (" and client registration forgotten" if forgot_registration else ""))
+        if revocation is not None and revocation.revoked:
+            print(f"{server}: the {revocation.token_type_hint} was revoked at {revocation.endpoint}")
+    if revocation is not None and revocation.attempted and not revocation.revoked:
+        print(
+            f"warning: {server}: the tokens could not be revoked at the authorization server ({revocation.error}); "
+            "they were removed here, but stay valid there until they expire",
+            file=sys.stderr,
+        )
+
+
+async def _revoke(runtime: Runtime, cfg: ServerConfig, grant: Any) -> Any:
+    """RFC 7009 at logout: revoke at the server first (when it offers revocation), never fail the logout."""
+    from mcprelay.connect import credentials_for
+    from mcprelay.errors import new_correlation_id
+    from mcprelay.httpclient import new_http_client
+    from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY, Revocation, revoke_grant
+    from mcprelay.oauth.rfc8414 import fetch_authorization_server_metadata
+
+    cid = new_correlation_id()
+    async with new_http_client(timeout=15) as http:
+        endpoint = grant.extra.get(REVOCATION_ENDPOINT_KEY)
+        try:
+            if endpoint is None:  # a login stored before the endpoint was kept with it
+                metadata = await fetch_authorization_server_metadata(
+                    http, grant.issuer, server=cfg.name, correlation_id=cid, interactive=False
+                )
+                endpoint = metadata.revocation_endpoint if metadata else None
+            client = credentials_for(cfg, runtime.store)(grant)
+        except McpRelayError as exc:
+            return Revocation(attempted=bool(endpoint), revoked=False, endpoint=endpoint, error=exc.message)
+        return await revoke_grant(http, grant, client, endpoint=endpoint, correlation_id=cid)

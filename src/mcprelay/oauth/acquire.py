@@ -26,6 +26,7 @@ from mcprelay.oauth.clientcreds import client_credentials_form, configured_clien
 from mcprelay.oauth.grant import StoredGrant
 from mcprelay.oauth.material import read_material
 from mcprelay.oauth.rfc6749 import TokenEndpointError, TokenSet, token_request
+from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY
 from mcprelay.oauth.rfc7523 import jwt_bearer_form
 from mcprelay.oauth.rfc8414 import is_loopback_host
 from mcprelay.oauth.rfc8693 import exchange_id_token_for_id_jag
@@ -197,6 +198,8 @@ async def machine_login(
     }
     if dpop is not None:
         extra[GRANT_EXTRA_KEY] = dpop.to_dict()
+    if metadata.revocation_endpoint:
+        extra[REVOCATION_ENDPOINT_KEY] = metadata.revocation_endpoint
     return StoredGrant(
         server=server.name,
         issuer=metadata.issuer,

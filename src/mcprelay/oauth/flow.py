@@ -35,6 +35,7 @@ from mcprelay.oauth.pkce import PKCE, new_state
 from mcprelay.oauth.renewal import SCOPE_ON_REFRESH
 from mcprelay.oauth.rfc6749 import TokenEndpointError, TokenSet, token_request
 from mcprelay.oauth.rfc6750 import Challenge
+from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY
 from mcprelay.oauth.rfc7591 import (
     ClientRegistration,
     client_id_metadata_document,
@@ -204,7 +205,9 @@ def _grant(
     resource: str | None, redirect_uri: str | None, dpop: DPoPKey | None,
 ) -> StoredGrant:
     """The grant to store; the DPoP key goes into its sealed record beside the tokens."""
-    extra = {GRANT_EXTRA_KEY: dpop.to_dict()} if dpop is not None else {}
+    extra: dict[str, object] = {GRANT_EXTRA_KEY: dpop.to_dict()} if dpop is not None else {}
+    if discovery.metadata.revocation_endpoint:
+        extra[REVOCATION_ENDPOINT_KEY] = discovery.metadata.revocation_endpoint  # for `auth logout`
     return StoredGrant(
         server=server,
         issuer=discovery.metadata.issuer,

@@ -193,6 +193,7 @@ async def token_endpoint_call(
     dpop: DPoPKey | None = None,
     what: str = "token endpoint",
     request_name: str | None = None,
+    json_answer: bool = True,
 ) -> dict[str, Any]:
     """POST ``form`` with client authentication (and a DPoP proof); the JSON object of a 2xx answer.
 
@@ -250,6 +251,8 @@ async def token_endpoint_call(
                 continue
         break
     if 200 <= response.status_code < 300:
+        if not json_answer:
+            return body if isinstance(body, dict) else {}
         if not isinstance(body, dict):
             raise TokenEndpointError(
                 failure_type,
