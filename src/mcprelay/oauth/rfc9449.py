@@ -13,7 +13,7 @@ One key pair per grant. It is created at login, kept in the stored grant (the st
 the tokens), and used for the token request, every refresh and every resource request. Servers may
 demand a fresh nonce (§8 at the authorization server, §9 at the resource server): the answer
 carrying ``use_dpop_nonce`` and a ``DPoP-Nonce`` header is retried once with a new proof, and the
-newest nonce of each origin is kept for the next request.
+newest nonce of each endpoint is kept for the next request.
 
 Cost for servers without DPoP: one string comparison per request (:func:`key_for_tokens`).
 """
@@ -60,13 +60,9 @@ def target_uri(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", "", ""))
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-
-
 class DPoPKey:
-    """One grant's key pair, and the nonces servers gave it (in memory, per origin)."""
+    """One grant's key pair, and the nonces servers gave it (in memory, per endpoint: an authorization
+    server and a resource server may share an origin and still hand out different nonces)."""
 
     def __init__(self, key: ECKey | RSAKey, alg: str) -> None:
         self._key = key
@@ -84,10 +80,13 @@ class DPoPKey:
         from joserfc.jwk import ECKey, RSAKey
 
         if alg == "ES256":
-            return cls(ECKey.generate_key("P-256"), alg)
-        if alg == "RS256":
-            return cls(RSAKey.generate_key(2048), alg)
-        raise ValueError(f"unsupported DPoP algorithm {alg!r}")
+            key = cls(ECKey.generate_key("P-256"), alg)
+        elif alg == "RS256":
+            key = cls(RSAKey.generate_key(2048), alg)
+        else:
+            raise ValueError(f"unsupported DPoP algorithm {alg!r}")
+        _remember(_ident(key.public_jwk), key)  # the nonces it learns at login serve its refreshes too
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         """The private key as a JWK, for the sealed grant record."""
@@ -102,7 +101,7 @@ class DPoPKey:
         return cls(key, str(data.get("alg") or ("ES256" if jwk.get("kty") == "EC" else "RS256")))
 
     def proof(self, method: str, url: str, *, access_token: str | None = None, now: float | None = None) -> str:
-        """A fresh proof for one request (a new ``jti`` every time, the origin's latest nonce)."""
+        """A fresh proof for one request (a new ``jti`` every time, the endpoint's latest nonce)."""
         from joserfc import jws
 
         claims: dict[str, Any] = {
@@ -113,7 +112,7 @@ class DPoPKey:
         }
         if access_token is not None:
             claims["ath"] = access_token_hash(access_token)
-        nonce = self.nonces.get(_origin(url))
+        nonce = self.nonces.get(target_uri(url))
         if nonce:
             claims["nonce"] = nonce
         return jws.serialize_compact(self._header_json, json.dumps(claims, separators=(",", ":")), self._key)
@@ -123,10 +122,10 @@ class DPoPKey:
         nonce = headers.get(NONCE_HEADER) if headers is not None else None
         if not nonce or len(nonce) > 512:
             return False
-        origin = _origin(url)
-        if self.nonces.get(origin) == nonce:
+        where = target_uri(url)
+        if self.nonces.get(where) == nonce:
             return False
-        self.nonces[origin] = nonce
+        self.nonces[where] = nonce
         return True
 
 
@@ -138,8 +137,7 @@ def key_from_extra(extra: dict[str, Any]) -> DPoPKey | None:
     data = extra.get(GRANT_EXTRA_KEY)
     if not isinstance(data, dict) or not isinstance(data.get("jwk"), dict):
         return None
-    jwk = data["jwk"]
-    ident = f"{jwk.get('kty')}:{jwk.get('x') or jwk.get('n')}:{jwk.get('y', '')}"
+    ident = _ident(data["jwk"])
     key = _cache.get(ident)
     if key is None:
         try:
@@ -150,10 +148,18 @@ def key_from_extra(extra: dict[str, Any]) -> DPoPKey | None:
                 "the DPoP key stored with the login is unreadable",
                 suggestion="log in again (`mcprelay auth login --server NAME --force`)",
             ) from None
-        _cache[ident] = key
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+        _remember(ident, key)
     return key
+
+
+def _ident(jwk: dict[str, Any]) -> str:
+    return f"{jwk.get('kty')}:{jwk.get('x') or jwk.get('n')}:{jwk.get('y', '')}"
+
+
+def _remember(ident: str, key: DPoPKey) -> None:
+    _cache[ident] = key
+    while len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
 
 
 def key_for_tokens(token_type: str, extra: dict[str, Any]) -> DPoPKey | None:
