@@ -742,7 +742,9 @@ class StrictAuthServer:
                 challenge=challenge,
                 method=method,
                 scopes=scopes,
-                resource=resource,
+                # Without a resource indicator the token is for the server's one resource (as Entra
+                # derives the audience from the scopes).
+                resource=resource if resource is not None else self.expected_resource,
                 expires_at=time.time() + _CODE_TTL,
                 grant_id=secrets.token_hex(8),
                 dpop_jkt=params.get("dpop_jkt"),
@@ -988,6 +990,8 @@ class StrictAuthServer:
 
     def _check_resource(self, form: dict[str, str], bound: str | None, *, required: bool) -> None:
         resource = form.get("resource")
+        if resource is None and not self.settings.require_resource:
+            return
         if resource is None:
             if required and self.settings.require_resource:
                 raise OAuthError("invalid_target", "the resource parameter (RFC 8707) is required")
