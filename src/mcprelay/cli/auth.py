@@ -141,7 +141,9 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         if not tokens.expired(now=now):
             row["state"] = "authenticated"
         else:
-            row["state"] = "expired_refreshable" if tokens.refresh_token else "login_required"
+            # A machine grant (client credentials, JWT bearer, token exchange) is renewed by asking again.
+            renewable = tokens.refresh_token or grant.extra.get("grant")
+            row["state"] = "expired_refreshable" if renewable else "login_required"
         row.update(
             expires_at=tokens.expires_at,
             expires_in=round(tokens.expires_at - now) if tokens.expires_at else None,
