@@ -34,12 +34,18 @@ class OAuth(httpx2.Auth):
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         try:
             token = await self.manager.access_token()
-            key = self._dpop_key()
-            present(request, token, key)
-            response = yield request
-            if resource_nonce_retry(request, response, key):
-                present(request, token, key)  # the same token, a new proof with the server's nonce
+            grant = self.manager.grant
+            if grant is None or grant.tokens.token_type != "DPoP":
+                # The common case, kept to one comparison: a Bearer token.
+                request.headers["Authorization"] = f"Bearer {token}"
                 response = yield request
+            else:
+                key = self._dpop_key()
+                present(request, token, key)
+                response = yield request
+                if resource_nonce_retry(request, response, key):
+                    present(request, token, key)  # the same token, a new proof with the server's nonce
+                    response = yield request
 
             if response.status_code == 401:
                 token = await self.manager.refresh_after_rejection(token)
