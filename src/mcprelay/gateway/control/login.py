@@ -84,6 +84,8 @@ class LoginRunner:
             self.task_group.start_soon(self._run, server, running)
         with anyio.fail_after(server.oauth.login_timeout):
             await _first(running.url_known, running.finished)
+        if running.url is None and running.finished.is_set() and running.error is None:
+            return running.started()  # a machine grant: logged in without any browser
         if running.url is None:
             raise running.error or McpRelayError(
                 ErrorType.CODE_FLOW_FAILED, f"the login to {server.name} ended before it started",
