@@ -42,7 +42,10 @@ REPO = HERE.parent
 # The CIMD URL the suite's basic-cimd scenario expects as client_id (a constant in the suite).
 SUITE_CIMD_URL = "https://conformance-test.local/client-metadata.json"
 # Environment that would change how mcprelay behaves here, dropped before it starts.
-DROPPED_ENV = ("MCPRELAY_CONFIG", "MCPRELAY_HEADLESS", "HEADLESS", "MCPRELAY_CLIENT_SECRET")
+DROPPED_ENV = (
+    "MCPRELAY_CONFIG", "MCPRELAY_HEADLESS", "HEADLESS", "MCPRELAY_CLIENT_SECRET", "SSH_CONNECTION", "SSH_CLIENT",
+    "SSH_TTY",
+)
 
 
 def _context() -> dict[str, Any]:
@@ -63,12 +66,59 @@ def _browser_script(home: Path) -> Path:
     return script
 
 
-def build_command(mcprelay: str, home: Path, url: str, context: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+# Environment variables the --oauth file points at for the secret material of the machine grants.
+KEY_ENV = "MCPRELAY_CONFORMANCE_PRIVATE_KEY"
+ASSERTION_ENV = "MCPRELAY_CONFORMANCE_WORKLOAD_TOKEN"
+ID_TOKEN_ENV = "MCPRELAY_CONFORMANCE_ID_TOKEN"
+
+
+def machine_grant(scenario: str, context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The ``oauth`` fields (for ``probe --oauth``) and environment of a machine-grant scenario, or None.
+
+    Told apart by what the context carries (a private key, a workload token, an IdP's ID token), and
+    for client_secret_basic client credentials by the scenario's name: its context looks exactly like
+    the pre-registered authorization-code scenarios'. Secrets go into the environment only.
+    """
+    client_id = str(context.get("client_id") or "")
+    if context.get("private_key_pem"):
+        oauth: dict[str, Any] = {"grant": "client_credentials", "client_id": client_id, "private_key_env": KEY_ENV}
+        if context.get("signing_algorithm"):
+            oauth["signing_alg"] = str(context["signing_algorithm"])
+        return oauth, {KEY_ENV: str(context["private_key_pem"])}
+    if context.get("idp_id_token"):
+        oauth = {
+            "grant": "token_exchange", "client_id": client_id, "id_token_env": ID_TOKEN_ENV,
+            "idp_token_endpoint": str(context.get("idp_token_endpoint") or ""),
+            "idp_client_id": str(context.get("idp_client_id") or ""),
+        }
+        return oauth, {ID_TOKEN_ENV: str(context["idp_id_token"])}
+    if context.get("valid_jwt"):
+        oauth = {"grant": "jwt_bearer", "client_id": client_id, "assertion_env": ASSERTION_ENV}
+        return oauth, {ASSERTION_ENV: str(context["valid_jwt"])}
+    if scenario.startswith("auth/client-credentials"):
+        return {"grant": "client_credentials", "client_id": client_id}, {}
+    return None
+
+
+def build_command(
+    mcprelay: str, home: Path, url: str, context: dict[str, Any], scenario: str = ""
+) -> tuple[list[str], dict[str, str]]:
     """The probe command line and the environment additions for one scenario."""
     cmd = [mcprelay, "--home", str(home), "probe", url, "--json"]
     env: dict[str, str] = {}
     client_id = context.get("client_id")
-    if client_id:
+    machine = machine_grant(scenario, context)
+    if machine is not None:
+        oauth, secret_env = machine
+        oauth_file = home / "oauth.json"
+        fd = os.open(oauth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(oauth, fh)
+        cmd += ["--oauth", str(oauth_file)]
+        env.update(secret_env)
+        if context.get("client_secret"):
+            env["MCPRELAY_CLIENT_SECRET"] = str(context["client_secret"])
+    elif client_id:
         cmd += ["--client-id", str(client_id)]
         if context.get("client_secret"):
             env["MCPRELAY_CLIENT_SECRET"] = str(context["client_secret"])
@@ -93,14 +143,15 @@ def main(argv: list[str]) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="mcprelay-conformance-"))
     try:
-        cmd, extra_env = build_command(mcprelay, home, url, context)
+        cmd, extra_env = build_command(mcprelay, home, url, context, scenario)
         env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
         env.update(extra_env)
         env["MCPRELAY_HOME"] = str(home)
         env["XDG_CONFIG_HOME"] = str(home / "config")  # no config file of the person running this
         env["BROWSER"] = str(_browser_script(home))
         shown = " ".join([*cmd[:1], "--home", "<tmp>", *cmd[3:]])
-        secret_note = " (client secret in MCPRELAY_CLIENT_SECRET)" if "MCPRELAY_CLIENT_SECRET" in extra_env else ""
+        secret_names = sorted(k for k in extra_env if k.startswith("MCPRELAY_"))
+        secret_note = f" (secrets in {', '.join(secret_names)})" if secret_names else ""
         print(f"conformance_client: scenario {scenario}: {shown}{secret_note}", file=sys.stderr, flush=True)
         timeout = float(os.environ.get("MCPRELAY_CONFORMANCE_TIMEOUT", "25"))
         try:

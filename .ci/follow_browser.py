@@ -15,6 +15,8 @@ this machine).
 
 from __future__ import annotations
 
+import html
+import html.parser
 import os
 import sys
 import urllib.error
@@ -49,7 +51,49 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _Forward(html.parser.HTMLParser):
+    """A page's meta refresh target, else its first link (how mcprelay's hand-off page forwards)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.target: str | None = None
+        self.link: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k.lower(): v or "" for k, v in attrs}
+        if tag == "meta" and values.get("http-equiv", "").lower() == "refresh" and self.target is None:
+            _, sep, target = values.get("content", "").partition("=")
+            if sep:
+                self.target = target.strip().strip("'\"")
+        elif tag == "a" and self.link is None and values.get("href"):
+            self.link = values["href"]
+
+
+def _open_page(url: str) -> str | None:
+    """The URL a local file:// page forwards to (mcprelay hands the browser such a private page)."""
+    path = urllib.request.url2pathname(urllib.parse.urlsplit(url).path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read(65536)
+    except OSError as exc:
+        _log(f"cannot read the page {url}: {exc}")
+        return None
+    parser = _Forward()
+    parser.feed(text)
+    target = parser.target or parser.link
+    if not target:
+        _log(f"the page {url} forwards nowhere")
+        return None
+    _log("read the hand-off page (file://); following its meta refresh")
+    return html.unescape(target)
+
+
 def follow(url: str) -> int:
+    if url.startswith("file:"):
+        target = _open_page(url)
+        if target is None:
+            return 1
+        url = target
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
     for hop in range(MAX_HOPS):
         parts = urllib.parse.urlsplit(url)

@@ -70,10 +70,14 @@ def strict_servers() -> Iterator[Callable[..., Servers]]:
 
     started: list[ThreadedServer] = []
 
-    def start(*, required_scopes: list[str] | None = None, **settings: Any) -> Servers:
+    def start(
+        *, required_scopes: list[str] | None = None, dpop_required: bool = False, dpop_nonce: bool = False,
+        **settings: Any,
+    ) -> Servers:
         auth = StrictAuthServer(AuthServerSettings(**settings))
         server = ThreadedServer(
-            AppFactory(lambda base: build_app(base, auth=auth, required_scopes=required_scopes))
+            AppFactory(lambda base: build_app(base, auth=auth, required_scopes=required_scopes,
+                                              dpop_required=dpop_required, dpop_nonce=dpop_nonce))
         ).start()
         started.append(server)
         return Servers(auth=auth, base=server.url)

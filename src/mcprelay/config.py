@@ -22,6 +22,8 @@ from mcprelay.errors import ErrorType, McpRelayError, config_error
 CONFIG_KEY_CALLBACK_PORT = "mcpServers[].oauth.callback_port"
 
 Protocol = Literal["http", "streamable-http", "sse", "stdio", "auto"]
+GrantKind = Literal["authorization_code", "device_code", "client_credentials", "jwt_bearer", "token_exchange"]
+MACHINE_GRANTS = frozenset({"client_credentials", "jwt_bearer", "token_exchange"})
 
 # Fields of MCPProxy's mcp_config.json that mcprelay accepts and ignores (with one warning each).
 MCPPROXY_TOP_LEVEL_FIELDS = frozenset(
@@ -70,6 +72,30 @@ class OAuthConfig(_Strict):
     extra_params: dict[str, str] = Field(default_factory=dict)
     pkce_enabled: bool | None = None
     login_timeout: float = Field(default=300.0, gt=0, le=3600)
+    # How tokens are obtained (see the README's "Grants" section). Machine grants need no browser.
+    grant: GrantKind = "authorization_code"
+    token_endpoint_auth_method: Literal["", "none", "client_secret_basic", "client_secret_post", "private_key_jwt"] = ""
+    # private_key_jwt (RFC 7523 client assertion): the PEM key comes from a file or an environment
+    # variable, never from argv; the algorithm follows the key (EC P-256 → ES256, RSA → RS256).
+    private_key_file: str = ""
+    private_key_env: str = ""
+    signing_alg: Literal["", "ES256", "RS256"] = ""
+    # jwt_bearer (workload identity federation): the workload's JWT, read again at every acquisition.
+    assertion_file: str = ""
+    assertion_env: str = ""
+    # token_exchange (enterprise-managed authorization): the ID token is exchanged at the IdP for an
+    # ID-JAG (RFC 8693), which the MCP server's authorization server takes as a JWT bearer grant.
+    idp_token_endpoint: str = ""
+    idp_client_id: str = ""
+    idp_client_secret: str = Field(default="", repr=False)
+    id_token_file: str = ""
+    id_token_env: str = ""
+    # DPoP (RFC 9449): null = when the resource asks for it; true = always; false = never.
+    dpop: bool | None = None
+    # Identity-provider switches: Entra rejects `resource` next to scopes (AADSTS9010010) and wants
+    # `scope` repeated on refresh.
+    send_resource: bool = True
+    scope_on_refresh: bool = False
 
     @field_validator("scopes", mode="before")
     @classmethod
@@ -244,6 +270,7 @@ def parse_config(raw: Any, source: str = "<config>") -> LoadedConfig:
             raise config_error(f"{label}: needs 'url' (or 'command' for a local stdio server)", server=server.name)
         if server.oauth.pkce_enabled is False:
             warnings.append(f"{label}: 'pkce_enabled: false' is ignored: mcprelay always uses PKCE S256")
+        _check_grant(server.oauth, label, server.name)
         if server.oauth.redirect_uri and server.oauth.callback_port:
             port = urlsplit(server.oauth.redirect_uri).port
             if port != server.oauth.callback_port:
@@ -254,6 +281,39 @@ def parse_config(raw: Any, source: str = "<config>") -> LoadedConfig:
                     server=server.name,
                 )
     return LoadedConfig(config, None, warnings)
+
+
+def _check_grant(oauth: OAuthConfig, label: str, server: str) -> None:
+    """What each grant needs, checked at load time so that a missing key is named before any request."""
+
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            raise config_error(f"{label}: oauth.grant {oauth.grant!r} needs {what}", server=server,
+                               suggestion="see the README's Grants table")
+
+    for a, b in (("private_key_file", "private_key_env"), ("assertion_file", "assertion_env"),
+                 ("id_token_file", "id_token_env")):
+        if getattr(oauth, a) and getattr(oauth, b):
+            raise config_error(f"{label}: set only one of oauth.{a} and oauth.{b}", server=server)
+    has_key = bool(oauth.private_key_file or oauth.private_key_env)
+    if oauth.token_endpoint_auth_method == "private_key_jwt" and not has_key:
+        raise config_error(
+            f"{label}: oauth.token_endpoint_auth_method 'private_key_jwt' needs oauth.private_key_file or "
+            "oauth.private_key_env", server=server,
+        )
+    if oauth.grant == "client_credentials":
+        need(bool(oauth.client_id), "oauth.client_id (a client registered with the authorization server)")
+        need(bool(oauth.client_secret) or has_key, "oauth.client_secret or a private key (oauth.private_key_file "
+             "or oauth.private_key_env)")
+    elif oauth.grant == "jwt_bearer":
+        need(bool(oauth.assertion_file or oauth.assertion_env), "oauth.assertion_file or oauth.assertion_env "
+             "(where the workload's JWT is)")
+    elif oauth.grant == "token_exchange":
+        need(bool(oauth.client_id), "oauth.client_id (the client at the MCP server's authorization server)")
+        need(bool(oauth.idp_token_endpoint), "oauth.idp_token_endpoint (the enterprise IdP's token endpoint)")
+        need(bool(oauth.idp_client_id), "oauth.idp_client_id (this client's id at the IdP)")
+        need(bool(oauth.id_token_file or oauth.id_token_env), "oauth.id_token_file or oauth.id_token_env "
+             "(where the ID token from the IdP is)")
 
 
 def load_config(path: Path | None) -> LoadedConfig:

@@ -15,12 +15,12 @@ from typing import TextIO
 import httpx2
 from mcp.client.client import Client
 
-from mcprelay.config import ServerConfig
+from mcprelay.config import MACHINE_GRANTS, ServerConfig
 from mcprelay.errors import login_required
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
 from mcprelay.oauth.grant import StoredGrant, load_grant
-from mcprelay.oauth.rfc6749 import ClientCredentials
+from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
 from mcprelay.store.base import TokenStore
@@ -34,6 +34,13 @@ def credentials_for(server: ServerConfig, store: TokenStore) -> Callable[[Stored
     """How to authenticate a refresh of ``grant``: read at refresh time, since a login may change it."""
 
     def resolve(grant: StoredGrant) -> ClientCredentials:
+        if grant.extra.get("grant"):  # a machine grant: the configured client, key included
+            from mcprelay.oauth.clientcreds import configured_client
+
+            return configured_client(
+                server.oauth, server=server.name, issuer=grant.issuer, auth_methods=grant.extra.get("auth_methods"),
+                signing_algs=grant.extra.get("signing_algs"),
+            )
         if grant.registration_kind == "dcr":
             data = store.get(registration_key(server.name, grant.issuer))
             if data:
@@ -51,7 +58,14 @@ def credentials_for(server: ServerConfig, store: TokenStore) -> Callable[[Stored
 
 
 def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, home: Path) -> TokenManager:
-    return TokenManager(server.name, store, http, credentials_for(server, store), lock_dir=home / "locks")
+    async def reacquire(grant: StoredGrant, correlation_id: str) -> TokenSet:
+        from mcprelay.oauth.acquire import reacquire as ask_again
+
+        return await ask_again(http, server, grant, correlation_id)
+
+    return TokenManager(
+        server.name, store, http, credentials_for(server, store), lock_dir=home / "locks", reacquire=reacquire
+    )
 
 
 async def ensure_login(
@@ -65,8 +79,16 @@ async def ensure_login(
     """
     if load_grant(store, server.name) is not None:
         return True
-    if await probe(http, server.url) is None:
+    challenge = await probe(http, server.url)
+    if challenge is None:
         return False
+    if server.oauth.grant in MACHINE_GRANTS:
+        # No person needed: the configured credentials log in by themselves, in the background too.
+        from mcprelay.oauth.flow import LoginOptions
+        from mcprelay.oauth.flow import login as machine
+
+        await machine(server, store, http, LoginOptions(headless=True), challenge=challenge)
+        return True
     if login is None:
         raise login_required(server.name, f"{server.name} requires a login and none is stored")
     await login(None)

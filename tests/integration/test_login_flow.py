@@ -20,7 +20,7 @@ from mcprelay.oauth.flow import LoginOptions, LoginOutcome, login
 from mcprelay.oauth.grant import load_grant
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.store.memory import MemoryStore
-from mcprelay.testing.browser import follow
+from mcprelay.testing.browser import follow, page_target
 from tests.conftest import Servers, log_events
 
 pytestmark = pytest.mark.anyio
@@ -31,10 +31,12 @@ class Browser:
 
     def __init__(self, action: Callable[[str], bool] = follow) -> None:
         self.opened: list[str] = []
+        self.given: list[str] = []
         self.action = action
 
     def __call__(self, url: str) -> bool:
-        self.opened.append(url)
+        self.given.append(url)
+        self.opened.append(page_target(url))  # the authorization URL behind the private hand-off page
         return self.action(url)
 
 
@@ -50,7 +52,7 @@ async def run_login(cfg: ServerConfig, store: MemoryStore, browser: Browser, **o
 def redirect_target(url: str) -> str:
     """The Location the authorization server answers with (what a browser would follow)."""
     with httpx2.Client(follow_redirects=False, timeout=10) as client:
-        response = client.get(url)
+        response = client.get(page_target(url))
     assert response.status_code in (302, 303), response.text
     return response.headers["location"]
 

@@ -165,7 +165,9 @@ def test_metadata_documents(start: Callable[..., Env]) -> None:
     assert asm["code_challenge_methods_supported"] == ["S256"]
     assert asm["response_types_supported"] == ["code"]
     assert asm["authorization_response_iss_parameter_supported"] is True
-    assert set(asm["token_endpoint_auth_methods_supported"]) == {"none", "client_secret_basic", "client_secret_post"}
+    assert set(asm["token_endpoint_auth_methods_supported"]) == {
+        "none", "client_secret_basic", "client_secret_post", "private_key_jwt"
+    }
     for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
         prm = httpx2.get(env.base + path).json()
         assert prm["resource"] == env.resource

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -22,22 +24,35 @@ ServerOpt = Annotated[str, typer.Option("--server", "-s", help="Server name from
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def login_options(headless: bool) -> Any:
+def remote_shell() -> bool:
+    """A shell on another machine (SSH): the user's browser cannot reach our loopback listener."""
+    return any(os.environ.get(name) for name in ("SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"))
+
+
+def login_options(headless: bool, *, home: Path | None = None, device: bool = False) -> Any:
     from mcprelay.oauth.flow import LoginOptions
 
     read = None
     if headless and sys.stdin is not None and sys.stdin.isatty():
         read = sys.stdin.readline
-    return LoginOptions(headless=headless, read_pasted_url=read)
+    return LoginOptions(
+        headless=headless,
+        read_pasted_url=read,
+        device=device,
+        remote_shell=remote_shell(),
+        page_dir=home / "run" if home is not None else None,
+        terminal=sys.stderr is not None and sys.stderr.isatty(),
+    )
 
 
-async def run_login(runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None) -> Any:
+async def run_login(
+    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False
+) -> Any:
     from mcprelay.httpclient import new_http_client
 
+    options = login_options(headless, home=runtime.home, device=device)
     async with new_http_client() as http:
-        return await server_status.recorded_login(
-            runtime.home, server, runtime.store, http, login_options(headless), scopes=scopes
-        )
+        return await server_status.recorded_login(runtime.home, server, runtime.store, http, options, scopes=scopes)
 
 
 @app.command("login")
@@ -46,6 +61,9 @@ def login_command(
     server: ServerOpt,
     headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Log in even if the stored tokens are valid.")] = False,
+    device: Annotated[
+        bool, typer.Option("--device", help="Log in with a code entered on another device (RFC 8628).")
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Discover, register, authorize and store tokens for one server."""
@@ -64,7 +82,7 @@ def login_command(
                 message
             )
             return
-    outcome = anyio.run(run_login, runtime, cfg, headless_requested(headless))
+    outcome = anyio.run(lambda: run_login(runtime, cfg, headless_requested(headless), device=device))
     if json_output:
         print_json(
             {
@@ -123,7 +141,9 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         if not tokens.expired(now=now):
             row["state"] = "authenticated"
         else:
-            row["state"] = "expired_refreshable" if tokens.refresh_token else "login_required"
+            # A machine grant (client credentials, JWT bearer, token exchange) is renewed by asking again.
+            renewable = tokens.refresh_token or grant.extra.get("grant")
+            row["state"] = "expired_refreshable" if renewable else "login_required"
         row.update(
             expires_at=tokens.expires_at,
             expires_in=round(tokens.expires_at - now) if tokens.expires_at else None,
@@ -198,20 +218,58 @@ def logout_command(
 
     runtime = get_runtime(ctx)
     runtime.json_output = json_output
-    runtime.loaded.config.server(server)
+    cfg = runtime.loaded.config.server(server)
     issuer = server_status.read_status(runtime.home, server).get("issuer")
+    grant = None
     try:
         grant = load_grant(runtime.store, server)
         issuer = grant.issuer if grant else issuer
     except McpRelayError:
         pass  # undecryptable tokens: deleting them is exactly what logout is for
+    revocation = anyio.run(_revoke, runtime, cfg, grant) if grant is not None else None
     runtime.store.delete(token_key(server))
     forgot_registration = False
     if forget_client and issuer:
         runtime.store.delete(registration_key(server, issuer))
         forgot_registration = True
     server_status.forget(runtime.home, server)
+    revoked = None if revocation is None or not revocation.attempted else {
+        "revoked": revocation.revoked, "endpoint": revocation.endpoint, "token_type_hint": revocation.token_type_hint,
+        "error": revocation.error,
+    }
     if json_output:
-        print_json({"success": True, "server": server, "forgot_registration": forgot_registration})
+        print_json({"success": True, "server": server, "forgot_registration": forgot_registration,
+                    "revocation": revoked})
     else:
         print(f"{server}: logged out" + (" and client registration forgotten" if forgot_registration else ""))
+        if revocation is not None and revocation.revoked:
+            print(f"{server}: the {revocation.token_type_hint} was revoked at {revocation.endpoint}")
+    if revocation is not None and revocation.attempted and not revocation.revoked:
+        print(
+            f"warning: {server}: the tokens could not be revoked at the authorization server ({revocation.error}); "
+            "they were removed here, but stay valid there until they expire",
+            file=sys.stderr,
+        )
+
+
+async def _revoke(runtime: Runtime, cfg: ServerConfig, grant: Any) -> Any:
+    """RFC 7009 at logout: revoke at the server first (when it offers revocation), never fail the logout."""
+    from mcprelay.connect import credentials_for
+    from mcprelay.errors import new_correlation_id
+    from mcprelay.httpclient import new_http_client
+    from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY, Revocation, revoke_grant
+    from mcprelay.oauth.rfc8414 import fetch_authorization_server_metadata
+
+    cid = new_correlation_id()
+    async with new_http_client(timeout=15) as http:
+        endpoint = grant.extra.get(REVOCATION_ENDPOINT_KEY)
+        try:
+            if endpoint is None:  # a login stored before the endpoint was kept with it
+                metadata = await fetch_authorization_server_metadata(
+                    http, grant.issuer, server=cfg.name, correlation_id=cid, interactive=False
+                )
+                endpoint = metadata.revocation_endpoint if metadata else None
+            client = credentials_for(cfg, runtime.store)(grant)
+        except McpRelayError as exc:
+            return Revocation(attempted=bool(endpoint), revoked=False, endpoint=endpoint, error=exc.message)
+        return await revoke_grant(http, grant, client, endpoint=endpoint, correlation_id=cid)

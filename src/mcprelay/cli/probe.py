@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -31,6 +32,25 @@ def parse_args(args: str | None) -> dict[str, Any]:
     return value
 
 
+def _read_oauth_file(path: str) -> dict[str, Any]:
+    """``--oauth FILE``: a JSON object of ``oauth`` fields (checked by the config model like any entry)."""
+    try:
+        value = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR, f"cannot read --oauth file {path}: {exc.strerror or exc}",
+            suggestion="pass the path of a JSON file with the fields of a server's oauth object",
+        ) from None
+    except ValueError as exc:
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR, f"--oauth file {path} is not valid JSON: {exc}",
+            suggestion='e.g. {"grant": "client_credentials", "client_id": "…", "private_key_file": "…"}',
+        ) from None
+    if not isinstance(value, dict):
+        raise McpRelayError(ErrorType.USAGE_ERROR, f"--oauth file {path} must hold a JSON object")
+    return value
+
+
 def _arguments_for(tool: Any) -> dict[str, Any]:
     """Minimal arguments for a tool's required parameters, so probing a tool without --args can work."""
     schema = tool.input_schema or {}
@@ -44,9 +64,10 @@ def _arguments_for(tool: Any) -> dict[str, Any]:
 
 
 async def _run(
-    url: str, oauth: dict[str, Any], call: str | None, args: dict[str, Any], headless: bool, notify_json: bool
+    url: str, oauth: dict[str, Any], call: str | None, args: dict[str, Any], headless: bool, notify_json: bool,
+    home: Path,
 ) -> dict[str, Any]:
-    from mcprelay.config import OAuthConfig, ServerConfig
+    from mcprelay.config import OAuthConfig, ServerConfig, parse_config
     from mcprelay.httpclient import new_http_client
     from mcprelay.oauth.flow import LoginOutcome, login
     from mcprelay.oauth.grant import StoredGrant
@@ -55,7 +76,11 @@ async def _run(
     from mcprelay.store.memory import MemoryStore
     from mcprelay.transport import open_session
 
-    server = ServerConfig(name="probe", url=url, oauth=OAuthConfig(**oauth))
+    # Through the config loader, so that an --oauth file gets the same checks as a config entry.
+    server = parse_config({"mcpServers": [{"name": "probe", "url": url, "oauth": oauth}]}, "<probe>").config.server(
+        "probe"
+    )
+    assert isinstance(server, ServerConfig) and isinstance(server.oauth, OAuthConfig)
     store = MemoryStore()
     logins: list[LoginOutcome] = []
     report: dict[str, Any] = {"server": url}
@@ -64,7 +89,8 @@ async def _run(
         async def login_for(challenge: Challenge, scopes: list[str] | None) -> StoredGrant | None:
             # Logins follow the server's challenges as they come: at initialize, at tools/list,
             # on a 403 step-up, or after the server moved to another authorization server.
-            outcome = await login(server, store, http, login_options(headless), challenge=challenge, scopes=scopes)
+            outcome = await login(server, store, http, login_options(headless, home=home), challenge=challenge,
+                                  scopes=scopes)
             logins.append(outcome)
             return outcome.grant
 
@@ -120,6 +146,10 @@ def probe(
     call: Annotated[str | None, typer.Option("--call", help="The tool to call (default: the first).")] = None,
     args: Annotated[str | None, typer.Option("--args", help="Tool arguments as a JSON object.")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
+    oauth_file: Annotated[
+        str | None,
+        typer.Option("--oauth", help="A JSON file with the fields of a server's `oauth` object (grant, keys, …)."),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Authenticate to an ad-hoc server, initialize, list tools, call one tool, print, exit."""
@@ -127,8 +157,8 @@ def probe(
 
     runtime = get_runtime(ctx)
     runtime.json_output = json_output
-    runtime.home  # configures the diagnostic log  # noqa: B018
-    oauth: dict[str, Any] = {}
+    home = runtime.home  # also configures the diagnostic log
+    oauth: dict[str, Any] = _read_oauth_file(oauth_file) if oauth_file else {}
     if client_id:
         oauth["client_id"] = client_id
     secret = client_secret or os.environ.get("MCPRELAY_CLIENT_SECRET")
@@ -138,7 +168,7 @@ def probe(
         oauth["client_metadata_url"] = client_metadata_url
     if scope:
         oauth["scopes"] = scope.split()
-    report = anyio.run(_run, url, oauth, call, parse_args(args), headless_requested(headless), json_output)
+    report = anyio.run(_run, url, oauth, call, parse_args(args), headless_requested(headless), json_output, home)
     if json_output:
         print_json(report)
     else:

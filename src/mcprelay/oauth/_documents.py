@@ -77,7 +77,18 @@ async def fetch_json_object(
                     )
                     return None
                 raw = await _read_capped(response)
-    except (httpx2.HTTPError, httpx2.InvalidURL, TimeoutError) as exc:
+    except TimeoutError:
+        # A document that trickles (or a server that holds the request open) is broken, not absent:
+        # moving on would end in some unrelated error later (a "registration failed" for a server
+        # whose metadata never arrived).
+        raise _slow_or_looping(what, url, f"it did not arrive within {DOCUMENT_DEADLINE_S:g} s",
+                               server=server, correlation_id=correlation_id) from None
+    except (httpx2.TooManyRedirects, httpx2.ReadTimeout, httpx2.WriteTimeout) as exc:
+        why = "its URL redirects in a loop" if isinstance(exc, httpx2.TooManyRedirects) else (
+            "the server stopped sending it (read timeout)"
+        )
+        raise _slow_or_looping(what, url, why, server=server, correlation_id=correlation_id) from None
+    except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
         diaglog.event(
             "discovery_document_unreachable", server=server, correlation_id=correlation_id, level="warning",
             what=what, url=url, error=type(exc).__name__,
@@ -99,6 +110,17 @@ async def fetch_json_object(
         raise document_error(what, url, problem, server=server, correlation_id=correlation_id)
     diaglog.event("discovery_document_found", server=server, correlation_id=correlation_id, what=what, url=url)
     return cast(dict[str, Any], data)
+
+
+def _slow_or_looping(
+    what: str, url: str, problem: str, *, server: str | None, correlation_id: str | None
+) -> McpRelayError:
+    diaglog.event("discovery_document_broken", server=server, correlation_id=correlation_id, level="error",
+                  what=what, url=url, problem=problem)
+    return document_error(
+        what, url, problem, server=server, correlation_id=correlation_id,
+        suggestion="the server's metadata endpoint is misbehaving; try again later or report it to its operator",
+    )
 
 
 def _json_kind(value: Any) -> str:

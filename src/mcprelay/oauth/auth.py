@@ -14,7 +14,8 @@ import anyio
 import httpx2
 
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.oauth.rfc6750 import bearer_challenge
+from mcprelay.oauth.rfc6750 import auth_challenge
+from mcprelay.oauth.rfc9449 import DPoPKey, key_for_tokens, present, resource_nonce_retry
 from mcprelay.oauth.tokens import TokenManager
 
 #: Called with the scopes to ask for (granted ∪ challenged); logs in again and stores the new grant.
@@ -33,17 +34,28 @@ class OAuth(httpx2.Auth):
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         try:
             token = await self.manager.access_token()
-            request.headers["Authorization"] = f"Bearer {token}"
-            response = yield request
+            grant = self.manager.grant
+            if grant is None or grant.tokens.token_type != "DPoP":
+                # The common case, kept to one comparison: a Bearer token.
+                request.headers["Authorization"] = f"Bearer {token}"
+                response = yield request
+            else:
+                key = self._dpop_key()
+                present(request, token, key)
+                response = yield request
+                if resource_nonce_retry(request, response, key):
+                    present(request, token, key)  # the same token, a new proof with the server's nonce
+                    response = yield request
 
             if response.status_code == 401:
                 token = await self.manager.refresh_after_rejection(token)
-                request.headers["Authorization"] = f"Bearer {token}"
+                key = self._dpop_key()
+                present(request, token, key)
                 response = yield request
 
             step_ups = 0
             while response.status_code == 403:
-                challenge = bearer_challenge(response.headers.get_list("www-authenticate"))
+                challenge = auth_challenge(response.headers.get_list("www-authenticate"))
                 if challenge is None or challenge.error != "insufficient_scope":
                     return
                 wanted = self._scopes_after(challenge.scope)
@@ -51,11 +63,16 @@ class OAuth(httpx2.Auth):
                     raise self._insufficient_scope(wanted, step_ups)
                 step_ups += 1
                 token = await self._step_up_once(token, wanted)
-                request.headers["Authorization"] = f"Bearer {token}"
+                present(request, token, self._dpop_key())
                 response = yield request
         except McpRelayError as exc:
             self.last_error = exc
             raise
+
+    def _dpop_key(self) -> DPoPKey | None:
+        """The grant's DPoP key when its tokens are DPoP-bound; None (one comparison) for Bearer tokens."""
+        grant = self.manager.grant
+        return key_for_tokens(grant.tokens.token_type, grant.extra) if grant is not None else None
 
     async def _step_up_once(self, rejected: str, wanted: list[str]) -> str:
         """One step-up login at a time: requests refused together share the login the first one starts."""

@@ -17,7 +17,7 @@ import httpx2
 
 from mcprelay import __version__, diaglog
 from mcprelay.errors import ErrorType, McpRelayError, config_error
-from mcprelay.oauth.rfc6750 import Challenge, bearer_challenge
+from mcprelay.oauth.rfc6750 import Challenge, auth_challenge
 from mcprelay.oauth.rfc8414 import (
     AuthorizationServerMetadata,
     check_metadata,
@@ -68,7 +68,7 @@ async def _end_session(http: httpx2.AsyncClient, url: str, session_id: str) -> N
 
 
 async def probe(http: httpx2.AsyncClient, url: str) -> Challenge | None:
-    """An unauthenticated ``initialize``: the Bearer challenge of a 401, or None if no auth is needed.
+    """An unauthenticated ``initialize``: the Bearer (or DPoP) challenge of a 401, or None if no auth is needed.
 
     Other failures (a 404, a 500) also give None: they are not about authorization, and the
     session that follows reports them with the server's own words. The body is never read, so an
@@ -86,7 +86,7 @@ async def probe(http: httpx2.AsyncClient, url: str) -> Challenge | None:
             status = response.status_code
             final_url = str(response.url)
             session_id = response.headers.get("mcp-session-id")
-            challenge = bearer_challenge(response.headers) if status == 401 else None
+            challenge = auth_challenge(response.headers) if status == 401 else None
     except httpx2.InvalidURL as exc:
         raise config_error(f"the server URL {url!r} is not valid: {exc}", suggestion="fix the server's url") from None
     except httpx2.HTTPError as exc:
@@ -123,8 +123,12 @@ async def discover(
     challenge: Challenge | None,
     server: str | None,
     correlation_id: str | None,
+    interactive: bool = True,
 ) -> DiscoveryResult:
-    """Everything needed to start an authorization request; raises before any browser opens."""
+    """Everything needed to start an authorization request; raises before any browser opens.
+
+    ``interactive`` is False for machine grants, which need neither an authorization endpoint nor PKCE.
+    """
     try:
         server_resource, server_origin = canonical_resource(server_url), origin(server_url)
     except ValueError as exc:
@@ -148,19 +152,20 @@ async def discover(
             )
         issuer = prm.authorization_servers[0]
         metadata = await fetch_authorization_server_metadata(
-            http, issuer, server=server, correlation_id=correlation_id
+            http, issuer, server=server, correlation_id=correlation_id, interactive=interactive
         )
         if metadata is None:
             raise _no_metadata(issuer, server=server, correlation_id=correlation_id)
         result = DiscoveryResult(server_url, prm.resource, prm, metadata, challenge, legacy=False)
     else:
         metadata = await fetch_authorization_server_metadata(
-            http, server_origin, server=server, correlation_id=correlation_id
+            http, server_origin, server=server, correlation_id=correlation_id, interactive=interactive
         )
         legacy = metadata is None
         if metadata is None:
             metadata = legacy_metadata(server_url)
-            check_metadata(metadata, url=server_url, server=server, correlation_id=correlation_id)
+            check_metadata(metadata, url=server_url, server=server, correlation_id=correlation_id,
+                           interactive=interactive)
         result = DiscoveryResult(server_url, server_resource, None, metadata, challenge, legacy=legacy)
     diaglog.event(
         "discovery_complete", server=server, correlation_id=correlation_id, resource=result.resource,

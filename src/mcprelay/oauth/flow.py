@@ -17,6 +17,7 @@ import time
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlencode
 
 import anyio
@@ -24,13 +25,17 @@ import anyio.to_thread
 import httpx2
 
 from mcprelay import diaglog
-from mcprelay.config import ServerConfig
+from mcprelay.config import MACHINE_GRANTS, ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.oauth.acquire import machine_login
 from mcprelay.oauth.discovery import DiscoveryResult, discover, probe, select_scope
 from mcprelay.oauth.grant import StoredGrant, token_key
+from mcprelay.oauth.handoff import LoginPage
 from mcprelay.oauth.pkce import PKCE, new_state
-from mcprelay.oauth.rfc6749 import TokenEndpointError, token_request
+from mcprelay.oauth.renewal import SCOPE_ON_REFRESH
+from mcprelay.oauth.rfc6749 import TokenEndpointError, TokenSet, token_request
 from mcprelay.oauth.rfc6750 import Challenge
+from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY
 from mcprelay.oauth.rfc7591 import (
     ClientRegistration,
     client_id_metadata_document,
@@ -39,6 +44,9 @@ from mcprelay.oauth.rfc7591 import (
     registration_key,
 )
 from mcprelay.oauth.rfc8252 import CallbackResult, LoopbackListener, acquire_listener
+from mcprelay.oauth.rfc8628 import DEVICE_CODE_GRANT, instructions, poll_for_tokens, request_device_code
+from mcprelay.oauth.rfc9126 import front_channel_url, push_authorization_request
+from mcprelay.oauth.rfc9449 import GRANT_EXTRA_KEY, DPoPKey, choose_alg, wanted
 from mcprelay.store.base import TokenStore
 
 
@@ -56,6 +64,17 @@ class LoginOptions:
     timeout: float | None = None
     # How the loopback socket is bound; tests inject failures such as EACCES (Windows excluded ports).
     bind: Callable[[str, int], socket.socket] | None = None
+    # The device authorization grant (RFC 8628): asked for (`auth login --device`), or chosen by itself
+    # for a headless login in a remote shell, where no loopback callback can arrive.
+    device: bool = False
+    remote_shell: bool = False
+    # Where the private page handing the authorization URL to the browser goes (a directory under the
+    # home; None: the system's temporary directory). The browser's argv then holds only its path.
+    page_dir: Path | None = None
+    # Told the real authorization URL (the REST API returns it); the browser gets the page instead.
+    on_authorization_url: Callable[[str], None] | None = None
+    # Whether the user reads a terminal: the device login then draws a QR code.
+    terminal: bool = False
 
 
 @dataclass
@@ -84,7 +103,7 @@ class _Steps:
         self.last = now
 
 
-def authorization_url(
+def authorization_params(
     discovery: DiscoveryResult,
     registration: ClientRegistration,
     *,
@@ -93,7 +112,10 @@ def authorization_url(
     state: str,
     scope: str | None,
     extra_params: dict[str, str],
-) -> str:
+    send_resource: bool = True,
+    dpop_jkt: str | None = None,
+) -> dict[str, str]:
+    """The authorization request's parameters (for the URL, or for a pushed request)."""
     params: dict[str, str] = {
         "response_type": "code",
         "client_id": registration.client_id,
@@ -101,13 +123,23 @@ def authorization_url(
         "code_challenge": pkce.challenge,
         "code_challenge_method": pkce.method,
         "state": state,
-        "resource": discovery.resource,
     }
+    if send_resource:
+        params["resource"] = discovery.resource
     if scope:
         params["scope"] = scope
+    if dpop_jkt:
+        params["dpop_jkt"] = dpop_jkt  # RFC 9449 §10: bind the code to the DPoP key
     # extra_params may add (audience, prompt, ...) and may override resource, never PKCE or state.
     protected = {"response_type", "client_id", "redirect_uri", "code_challenge", "code_challenge_method", "state"}
     params.update({k: v for k, v in extra_params.items() if k not in protected})
+    if not send_resource:
+        params.pop("resource", None)
+    return params
+
+
+def authorization_url(discovery: DiscoveryResult, registration: ClientRegistration, **kwargs: object) -> str:
+    params = authorization_params(discovery, registration, **kwargs)  # type: ignore[arg-type]
     endpoint = discovery.metadata.authorization_endpoint
     return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
 
@@ -141,17 +173,19 @@ async def _exchange_code(
     code: str,
     redirect_uri: str,
     pkce: PKCE,
-    resource: str,
+    resource: str | None,
     server: str,
     correlation_id: str,
+    dpop: DPoPKey | None = None,
 ) -> StoredGrant:
     form = {
         "grant_type": "authorization_code",
         "code": code,
         "redirect_uri": redirect_uri,
         "code_verifier": pkce.verifier,
-        "resource": resource,
     }
+    if resource:
+        form["resource"] = resource
     tokens = await token_request(
         http,
         discovery.metadata.token_endpoint,
@@ -160,23 +194,37 @@ async def _exchange_code(
         server=server,
         correlation_id=correlation_id,
         failure_type=ErrorType.CODE_FLOW_FAILED,
+        dpop=dpop,
     )
+    return _grant(discovery, registration, tokens, server=server, resource=resource, redirect_uri=redirect_uri,
+                  dpop=dpop)
+
+
+def _grant(
+    discovery: DiscoveryResult, registration: ClientRegistration, tokens: TokenSet, *, server: str,
+    resource: str | None, redirect_uri: str | None, dpop: DPoPKey | None,
+) -> StoredGrant:
+    """The grant to store; the DPoP key goes into its sealed record beside the tokens."""
+    extra: dict[str, object] = {GRANT_EXTRA_KEY: dpop.to_dict()} if dpop is not None else {}
+    if discovery.metadata.revocation_endpoint:
+        extra[REVOCATION_ENDPOINT_KEY] = discovery.metadata.revocation_endpoint  # for `auth logout`
     return StoredGrant(
         server=server,
         issuer=discovery.metadata.issuer,
         client_id=registration.client_id,
-        resource=resource,
+        resource=resource or "",
         token_endpoint=discovery.metadata.token_endpoint,
         registration_kind=registration.kind,
         tokens=tokens,
         redirect_uri=redirect_uri,
         token_endpoint_auth_method=registration.credentials.auth_method,
+        extra=extra,
     )
 
 
-async def _open_browser(url: str, options: LoginOptions, server: str, correlation_id: str) -> None:
+async def _open_browser(page_url: str, url: str, options: LoginOptions, server: str, correlation_id: str) -> None:
     try:
-        opened = bool(await anyio.to_thread.run_sync(options.open_browser, url, abandon_on_cancel=True))
+        opened = bool(await anyio.to_thread.run_sync(options.open_browser, page_url, abandon_on_cancel=True))
     except Exception as exc:  # a broken BROWSER setting must not kill the login
         diaglog.event("browser_failed", server=server, correlation_id=correlation_id, error=type(exc).__name__)
         opened = False
@@ -206,15 +254,26 @@ async def _authorize(
     The browser runs beside the wait, never before it: a text browser (or the test's redirect
     follower) only returns once the callback page arrives, and the listener sends that page only
     after the code exchange — waiting for the browser first would deadlock until a timeout.
-    Once the code is in, a browser still running is left to receive its page.
+    Once the code is in, a browser still running is left to receive its page. The browser is given
+    a private page that forwards to ``url``, never ``url`` itself (see :mod:`.handoff`).
     """
+    if options.on_authorization_url is not None:
+        options.on_authorization_url(url)
+    with LoginPage(url, server=server, parent=options.page_dir) as page:
+        return await _authorize_via(url, page.file_url, listener, options, wait_s, server, correlation_id)
+
+
+async def _authorize_via(
+    url: str, page_url: str, listener: LoopbackListener, options: LoginOptions, wait_s: float, server: str,
+    correlation_id: str,
+) -> tuple[str, bool]:
     async with anyio.create_task_group() as tg:
         if options.headless:
             options.notify(f"Open this URL in a browser to log in to {server}:\n\n  {url}\n")
             if options.read_pasted_url is not None:
                 tg.start_soon(_paste_loop, listener, options)
         else:
-            tg.start_soon(_open_browser, url, options, server, correlation_id)
+            tg.start_soon(_open_browser, page_url, url, options, server, correlation_id)
         try:
             result: CallbackResult | McpRelayError = await listener.wait(wait_s)
         except McpRelayError as exc:
@@ -262,6 +321,51 @@ async def login(
     return outcome
 
 
+def _dpop_key(server: ServerConfig, discovery: DiscoveryResult, cid: str) -> DPoPKey | None:
+    """A fresh key pair when this login's tokens are to be DPoP-bound (see :mod:`.rfc9449`)."""
+    prm = discovery.protected_resource
+    if not wanted(server.oauth.dpop, discovery.challenge, prm):
+        return None
+    alg = choose_alg(
+        discovery.metadata.dpop_signing_alg_values_supported,
+        prm.dpop_signing_alg_values_supported if prm else None,
+        server=server.name,
+    )
+    key = DPoPKey.generate(alg)
+    reason = "configuration" if server.oauth.dpop else (
+        "protected resource metadata" if prm and prm.dpop_bound_access_tokens_required else "DPoP challenge"
+    )
+    diaglog.event("dpop_key_created", server=server.name, correlation_id=cid, alg=alg, jkt=key.thumbprint,
+                  reason=reason)
+    return key
+
+
+def _resource(server: ServerConfig, discovery: DiscoveryResult) -> str | None:
+    if not server.oauth.send_resource:
+        return None
+    return server.oauth.extra_params.get("resource", discovery.resource)
+
+
+def _use_device(server: ServerConfig, options: LoginOptions, discovery: DiscoveryResult) -> bool:
+    """The device grant: configured, asked for, or a headless login where the loopback cannot be reached."""
+    if server.oauth.grant == "device_code" or options.device:
+        if not discovery.metadata.device_authorization_endpoint:
+            raise McpRelayError(
+                ErrorType.METADATA_DISCOVERY_FAILED,
+                f"the authorization server {discovery.metadata.issuer} offers no device login "
+                "(no device_authorization_endpoint in its metadata)",
+                suggestion=f"log in with the browser (`mcprelay auth login --server {server.name}`, "
+                "--headless to paste the redirect URL)",
+                server=server.name,
+            )
+        return True
+    return bool(options.headless and options.remote_shell and discovery.metadata.device_authorization_endpoint)
+
+
+async def _store_grant(store: TokenStore, grant: StoredGrant) -> None:
+    await anyio.to_thread.run_sync(store.put, token_key(grant.server), grant.to_dict())
+
+
 async def _login(
     server: ServerConfig,
     store: TokenStore,
@@ -277,10 +381,100 @@ async def _login(
     steps.mark("probe")
     if challenge is None:
         return
-    discovery = await discover(http, server.url, challenge=challenge, server=server.name, correlation_id=cid)
+    machine = server.oauth.grant in MACHINE_GRANTS
+    discovery = await discover(
+        http, server.url, challenge=challenge, server=server.name, correlation_id=cid, interactive=not machine
+    )
     outcome.discovery = discovery
     steps.mark("discovery")
     scope = select_scope(discovery, scopes or server.oauth.scopes or None)
+    dpop = _dpop_key(server, discovery, cid)
+    if machine:
+        grant = await machine_login(http, server, discovery, scope=scope, dpop=dpop, correlation_id=cid)
+        steps.mark("token_request")
+        outcome.registration = ClientRegistration(
+            kind="preregistered", issuer=discovery.metadata.issuer, client_id=server.oauth.client_id,
+            token_endpoint_auth_method=grant.token_endpoint_auth_method,
+        )
+        await _store_grant(store, grant)
+        outcome.grant = grant
+        return
+    if _use_device(server, options, discovery):
+        await _device_login(server, store, http, options, cid, outcome, steps, discovery, scope, dpop)
+        return
+    await _browser_login(server, store, http, options, cid, outcome, steps, discovery, scope, dpop)
+
+
+async def _device_login(
+    server: ServerConfig,
+    store: TokenStore,
+    http: httpx2.AsyncClient,
+    options: LoginOptions,
+    cid: str,
+    outcome: LoginOutcome,
+    steps: _Steps,
+    discovery: DiscoveryResult,
+    scope: str | None,
+    dpop: DPoPKey | None,
+) -> None:
+    """RFC 8628: a user code to enter elsewhere; no listener, no browser on this machine."""
+    metadata = discovery.metadata
+    assert metadata.device_authorization_endpoint
+    registration, _ = await _registration(http, server, discovery, store, cid)
+    if registration is not None and registration.kind == "cimd":
+        registration = None  # a metadata document names redirect URIs; the device grant needs none
+    if registration is None:
+        cached = await anyio.to_thread.run_sync(store.get, registration_key(server.name, metadata.issuer))
+        candidate = ClientRegistration.from_dict(cached) if cached else None
+        if candidate and candidate.kind == "dcr" and candidate.usable() and DEVICE_CODE_GRANT in (
+            candidate.grant_types or []
+        ):
+            registration = candidate
+        else:
+            registration = await register(
+                http, metadata, redirect_uri=None, scope=scope, server=server.name, correlation_id=cid,
+                grant_types=[DEVICE_CODE_GRANT, "refresh_token"],
+            )
+            await anyio.to_thread.run_sync(
+                store.put, registration_key(server.name, metadata.issuer), registration.to_dict()
+            )
+            steps.mark("registration")
+    outcome.registration = registration
+    resource = _resource(server, discovery)
+    device = await request_device_code(
+        http, metadata.device_authorization_endpoint, registration.credentials, scope=scope, resource=resource,
+        server=server.name, correlation_id=cid,
+    )
+    options.notify(instructions(device, server=server.name, terminal=options.terminal))
+    if options.on_authorization_url is not None:
+        options.on_authorization_url(device.verification_uri_complete or device.verification_uri)
+    tokens = await poll_for_tokens(
+        http, metadata.token_endpoint, registration.credentials, device, resource=resource, dpop=dpop,
+        server=server.name, correlation_id=cid,
+    )
+    steps.mark("device_authorization")
+    grant = _grant(discovery, registration, tokens, server=server.name, resource=resource, redirect_uri=None,
+                   dpop=dpop)
+    grant.requested_scope = scope
+    if server.oauth.scope_on_refresh:
+        grant.extra[SCOPE_ON_REFRESH] = True
+    await _store_grant(store, grant)
+    steps.mark("token_exchange")
+    outcome.grant = grant
+
+
+async def _browser_login(
+    server: ServerConfig,
+    store: TokenStore,
+    http: httpx2.AsyncClient,
+    options: LoginOptions,
+    cid: str,
+    outcome: LoginOutcome,
+    steps: _Steps,
+    discovery: DiscoveryResult,
+    scope: str | None,
+    dpop: DPoPKey | None,
+) -> None:
     fixed, cached = await _registration(http, server, discovery, store, cid)
 
     listener, cached_usable = await acquire_listener(
@@ -311,15 +505,28 @@ async def _login(
             issuer=discovery.metadata.issuer,
             iss_supported=discovery.metadata.authorization_response_iss_parameter_supported,
         )
-        resource = server.oauth.extra_params.get("resource", discovery.resource)
-        url = authorization_url(
+        resource = _resource(server, discovery)
+        params = authorization_params(
             discovery, registration, redirect_uri=listener.redirect_uri, pkce=pkce, state=state,
-            scope=scope, extra_params=server.oauth.extra_params,
+            scope=scope, extra_params=server.oauth.extra_params, send_resource=server.oauth.send_resource,
+            dpop_jkt=dpop.thumbprint if dpop else None,
         )
+        endpoint = discovery.metadata.authorization_endpoint
+        par_endpoint = discovery.metadata.pushed_authorization_request_endpoint
+        if par_endpoint:
+            # RFC 9126: the request goes to the server directly; the browser carries only a reference.
+            request_uri = await push_authorization_request(
+                http, par_endpoint, registration.credentials, params, server=server.name, correlation_id=cid,
+            )
+            url = front_channel_url(endpoint, client_id=registration.client_id, request_uri=request_uri)
+            steps.mark("pushed_authorization_request")
+        else:
+            url = endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
         diaglog.event(
             "authorization_started", server=server.name, correlation_id=cid,
-            authorization_endpoint=discovery.metadata.authorization_endpoint, redirect_uri=listener.redirect_uri,
-            scope=scope, resource=resource, client_id=registration.client_id,
+            authorization_endpoint=endpoint, redirect_uri=listener.redirect_uri,
+            scope=scope, resource=resource, client_id=registration.client_id, pushed=bool(par_endpoint),
+            dpop=dpop is not None,
         )
         timeout = options.timeout or server.oauth.login_timeout
         code, outcome.browser_opened = await _authorize(url, listener, options, timeout, server.name, cid)
@@ -327,7 +534,7 @@ async def _login(
         try:
             grant = await _exchange_code(
                 http, discovery, registration, code=code, redirect_uri=listener.redirect_uri, pkce=pkce,
-                resource=resource, server=server.name, correlation_id=cid,
+                resource=resource, server=server.name, correlation_id=cid, dpop=dpop,
             )
         except TokenEndpointError as exc:
             listener.finish(False, f"The authorization server refused the code: {exc.oauth_error}.")
@@ -342,12 +549,13 @@ async def _login(
                 )
             raise
         grant.requested_scope = scope
+        if server.oauth.scope_on_refresh:
+            grant.extra[SCOPE_ON_REFRESH] = True
         try:
-            await anyio.to_thread.run_sync(store.put, token_key(server.name), grant.to_dict())
+            await _store_grant(store, grant)
         except McpRelayError:
             listener.finish(False, "Logged in, but the tokens could not be stored. See the terminal.")
             raise
         listener.finish(True, f"Logged in to {server.name}. You can close this tab.")
         steps.mark("token_exchange")
         outcome.grant = grant
-

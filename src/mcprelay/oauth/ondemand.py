@@ -17,7 +17,8 @@ import httpx2
 
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.grant import StoredGrant
-from mcprelay.oauth.rfc6750 import Challenge, bearer_challenge
+from mcprelay.oauth.rfc6750 import Challenge, auth_challenge
+from mcprelay.oauth.rfc9449 import DPoPKey, key_for_tokens, present, resource_nonce_retry
 
 #: Logs in for ``challenge`` (with ``scopes`` when stepping up) and returns the new grant.
 LoginFn = Callable[[Challenge, list[str] | None], Awaitable[StoredGrant | None]]
@@ -41,11 +42,18 @@ class LoginOnDemand(httpx2.Auth):
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         sent = self._token
+        key = self._dpop_key()
         if sent:
-            request.headers["Authorization"] = f"Bearer {sent}"
+            present(request, sent, key)
         response = yield request
+        nonce_retries = 0
         while response.status_code in (401, 403):
-            challenge = bearer_challenge(response.headers.get_list("www-authenticate")) or Challenge("bearer", {})
+            if sent and nonce_retries < 2 and resource_nonce_retry(request, response, key):
+                nonce_retries += 1
+                present(request, sent, key)  # the resource wants a DPoP nonce: a new proof, same token
+                response = yield request
+                continue
+            challenge = auth_challenge(response.headers.get_list("www-authenticate")) or Challenge("bearer", {})
             if response.status_code == 403 and challenge.error != "insufficient_scope":
                 return
             try:
@@ -53,8 +61,15 @@ class LoginOnDemand(httpx2.Auth):
             except McpRelayError as exc:
                 self.last_error = exc
                 raise
-            request.headers["Authorization"] = f"Bearer {sent}"
+            key = self._dpop_key()
+            present(request, sent, key)
             response = yield request
+        if key is not None:
+            key.remember_nonce(str(request.url), response.headers)
+
+    def _dpop_key(self) -> DPoPKey | None:
+        grant = self.grant
+        return key_for_tokens(grant.tokens.token_type, grant.extra) if grant is not None else None
 
     async def _authorize(self, rejected: str | None, challenge: Challenge, *, step_up: bool) -> str:
         """One login at a time; requests refused together share it."""

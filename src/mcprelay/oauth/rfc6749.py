@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.oauth.redact import form_secrets, redact
 
 if TYPE_CHECKING:
     import httpx2  # imported where used: `auth status` reads tokens without the HTTP stack
+
+    from mcprelay.oauth.rfc9449 import DPoPKey
 
 MAX_TOKEN_RESPONSE = 256 * 1024
 
@@ -50,7 +54,9 @@ class ClientCredentials:
 
     client_id: str
     client_secret: str | None = field(default=None, repr=False)
-    auth_method: str = "none"  # none | client_secret_basic | client_secret_post
+    auth_method: str = "none"  # none | client_secret_basic | client_secret_post | private_key_jwt
+    # private_key_jwt: makes a fresh signed client assertion (RFC 7523 §2.2) for each request.
+    assertion: Callable[[], str] | None = field(default=None, repr=False, compare=False)
 
 
 class TokenEndpointError(McpRelayError):
@@ -81,17 +87,31 @@ def _apply_client_auth(
         pair = f"{quote(client.client_id, safe='')}:{quote(client.client_secret, safe='')}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         return
-    form["client_id"] = client.client_id
+    if client.client_id:  # a JWT-bearer grant may identify the client by its assertion alone
+        form["client_id"] = client.client_id
     if client.auth_method == "client_secret_post" and client.client_secret is not None:
         form["client_secret"] = client.client_secret
+    elif client.auth_method == "private_key_jwt" and client.assertion is not None:
+        from mcprelay.oauth.rfc7523 import CLIENT_ASSERTION_TYPE
+
+        form["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+        form["client_assertion"] = client.assertion()
 
 
-def parse_token_response(body: Any, *, previous_refresh: str | None = None, now: float | None = None) -> TokenSet:
+def parse_token_response(
+    body: Any, *, previous_refresh: str | None = None, now: float | None = None, dpop: bool = False
+) -> TokenSet:
+    """``dpop``: the request carried a DPoP proof, so a ``DPoP`` token type is expected too."""
     if not isinstance(body, dict) or not isinstance(body.get("access_token"), str) or not body["access_token"]:
         raise ValueError("the token response has no access_token")
     token_type = str(body.get("token_type", "Bearer"))
-    if token_type.lower() != "bearer":
-        raise ValueError(f"unsupported token_type {token_type!r} (only Bearer is supported)")
+    if token_type.lower() == "dpop" and dpop:
+        token_type = "DPoP"
+    elif token_type.lower() != "bearer":
+        raise ValueError(f"unsupported token_type {token_type!r} (only Bearer{' and DPoP' if dpop else ''} "
+                         "is supported)")
+    else:
+        token_type = "Bearer"
     issued = now if now is not None else time.time()
     expires_in = body.get("expires_in")
     expires_at: float | None = None
@@ -106,7 +126,7 @@ def parse_token_response(body: Any, *, previous_refresh: str | None = None, now:
     scope = body.get("scope")
     return TokenSet(
         access_token=body["access_token"],
-        token_type="Bearer",
+        token_type=token_type,
         # RFC 6749 §6: without a new refresh token in the response, the old one stays valid.
         refresh_token=refresh or previous_refresh,
         expires_at=expires_at,
@@ -125,70 +145,132 @@ async def token_request(
     correlation_id: str | None,
     failure_type: ErrorType,
     previous_refresh: str | None = None,
+    dpop: DPoPKey | None = None,
 ) -> TokenSet:
     """POST one token request. Transport failures and error responses raise, typed for the caller.
 
     ``failure_type`` is what a generic failure means to the caller (``code_flow_failed`` for a
     login, ``refresh_failed`` for a refresh); an ``invalid_grant`` is always reported with
-    ``oauth_error`` so that the caller can tell a dead grant from a passing fault.
+    ``oauth_error`` so that the caller can tell a dead grant from a passing fault. ``dpop``: prove
+    possession of that key (RFC 9449 §5), answering a ``use_dpop_nonce`` challenge once.
+    """
+    body = await token_endpoint_call(
+        http, token_endpoint, client, form, server=server, correlation_id=correlation_id,
+        failure_type=failure_type, dpop=dpop,
+    )
+    try:
+        return parse_token_response(body, previous_refresh=previous_refresh, dpop=dpop is not None)
+    except ValueError as exc:
+        raise TokenEndpointError(
+            failure_type,
+            f"the token endpoint {token_endpoint} sent an unusable response: {exc}",
+            suggestion="this is an authorization server problem; report it to its operator",
+            oauth_error="invalid_response",
+            status=200,
+            server=server,
+            correlation_id=correlation_id,
+        ) from None
+
+
+def _suggestion(oauth_error: str, description: str) -> str:
+    if "AADSTS9010010" in description:
+        # Microsoft Entra refuses an RFC 8707 resource next to scopes of another resource.
+        return "this is Microsoft Entra refusing the resource parameter: set mcpServers[].oauth.send_resource to false"
+    if oauth_error == "invalid_grant":
+        return "log in again with `mcprelay auth login --server NAME`"
+    return "check the client configuration and try again"
+
+
+async def token_endpoint_call(
+    http: httpx2.AsyncClient,
+    token_endpoint: str,
+    client: ClientCredentials,
+    form: dict[str, str],
+    *,
+    server: str | None,
+    correlation_id: str | None,
+    failure_type: ErrorType,
+    dpop: DPoPKey | None = None,
+    what: str = "token endpoint",
+    request_name: str | None = None,
+    json_answer: bool = True,
+) -> dict[str, Any]:
+    """POST ``form`` with client authentication (and a DPoP proof); the JSON object of a 2xx answer.
+
+    Any 2xx is success: RFC 6749 says 200, Supabase answers 201. Text the server sends back is
+    stripped of every secret the request carried before it goes into a message (some servers echo
+    the request, code_verifier and all).
     """
     import httpx2
 
-    form = dict(form)
-    headers = {"Accept": "application/json", "Cache-Control": "no-store"}
-    _apply_client_auth(client, form, headers)
     grant_type = form.get("grant_type", "?")
     started = time.monotonic()
-    try:
-        response = await http.post(token_endpoint, data=form, headers=headers)
-    except httpx2.HTTPError as exc:
-        diaglog.event(
-            "token_request_failed", server=server, correlation_id=correlation_id, level="warning",
-            grant_type=grant_type, endpoint=token_endpoint, error=type(exc).__name__,
-        )
-        raise TokenEndpointError(
-            failure_type,
-            f"the token endpoint {token_endpoint} could not be reached or did not answer ({type(exc).__name__})",
-            suggestion="check the network and that the authorization server is up, then try again",
-            oauth_error="transport_error",
-            status=0,
-            server=server,
-            correlation_id=correlation_id,
-            # Whether the request may have reached the server: then a refresh may have been committed
-            # there although its answer was lost, which no client can recover from.
-            details={"request_sent": not isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))},
-        ) from None
-    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
-    try:
-        body: Any = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE else None
-    except ValueError:
-        body = None
-    diaglog.event(
-        "token_response", server=server, correlation_id=correlation_id, grant_type=grant_type,
-        endpoint=token_endpoint, status=response.status_code, ms=elapsed_ms,
-    )
-    if response.status_code == 200:
+    for attempt in (1, 2):
+        sent = dict(form)
+        headers = {"Accept": "application/json", "Cache-Control": "no-store"}
+        _apply_client_auth(client, sent, headers)  # per attempt: a client assertion is single use
+        if dpop is not None:
+            headers["DPoP"] = dpop.proof("POST", token_endpoint)
+        secrets_sent = form_secrets(sent, headers)
         try:
-            return parse_token_response(body, previous_refresh=previous_refresh)
-        except ValueError as exc:
+            response = await http.post(token_endpoint, data=sent, headers=headers)
+        except httpx2.HTTPError as exc:
+            diaglog.event(
+                "token_request_failed", server=server, correlation_id=correlation_id, level="warning",
+                grant_type=grant_type, endpoint=token_endpoint, error=type(exc).__name__,
+            )
             raise TokenEndpointError(
                 failure_type,
-                f"the token endpoint {token_endpoint} sent an unusable response: {exc}",
-                suggestion="this is an authorization server problem; report it to its operator",
-                oauth_error="invalid_response",
-                status=200,
+                f"the {what} {token_endpoint} could not be reached or did not answer ({type(exc).__name__})",
+                suggestion="check the network and that the authorization server is up, then try again",
+                oauth_error="transport_error",
+                status=0,
                 server=server,
                 correlation_id=correlation_id,
+                # Whether the request may have reached the server: then a refresh may have been committed
+                # there although its answer was lost, which no client can recover from.
+                details={"request_sent": not isinstance(exc, (httpx2.ConnectError, httpx2.ConnectTimeout))},
             ) from None
-    oauth_error = str(body.get("error", "")) if isinstance(body, dict) else ""
-    description = str(body.get("error_description", ""))[:300] if isinstance(body, dict) else ""
+        elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+        try:
+            body: Any = response.json() if len(response.content) <= MAX_TOKEN_RESPONSE else None
+        except ValueError:
+            body = None
+        diaglog.event(
+            "token_response", server=server, correlation_id=correlation_id, grant_type=grant_type,
+            endpoint=token_endpoint, status=response.status_code, ms=elapsed_ms, dpop=dpop is not None or None,
+        )
+        oauth_error = redact(str(body.get("error", "")), secrets_sent)[:64] if isinstance(body, dict) else ""
+        if dpop is not None:
+            from mcprelay.oauth.rfc9449 import nonce_requested
+
+            dpop.remember_nonce(token_endpoint, response.headers)
+            if attempt == 1 and nonce_requested(response.status_code, response.headers, oauth_error):
+                diaglog.event("dpop_nonce_retry", server=server, correlation_id=correlation_id,
+                              endpoint=token_endpoint)
+                continue
+        break
+    if 200 <= response.status_code < 300:
+        if not json_answer:
+            return body if isinstance(body, dict) else {}
+        if not isinstance(body, dict):
+            raise TokenEndpointError(
+                failure_type,
+                f"the {what} {token_endpoint} sent an unusable response: not a JSON object",
+                suggestion="this is an authorization server problem; report it to its operator",
+                oauth_error="invalid_response",
+                status=response.status_code,
+                server=server,
+                correlation_id=correlation_id,
+            )
+        return body
+    description = redact(str(body.get("error_description", "")), secrets_sent)[:300] if isinstance(body, dict) else ""
     detail = f"{oauth_error}: {description}" if description else (oauth_error or f"HTTP {response.status_code}")
     retry_after = response.headers.get("retry-after")
     raise TokenEndpointError(
         failure_type,
-        f"the token endpoint {token_endpoint} refused the {grant_type} request ({detail})",
-        suggestion="log in again with `mcprelay auth login --server NAME`" if oauth_error == "invalid_grant"
-        else "check the client configuration and try again",
+        f"the {what} {token_endpoint} refused {request_name or f'the {grant_type} request'} ({detail})",
+        suggestion=_suggestion(oauth_error, description),
         oauth_error=oauth_error or f"http_{response.status_code}",
         status=response.status_code,
         server=server,

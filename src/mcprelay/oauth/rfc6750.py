@@ -184,3 +184,16 @@ def bearer_challenge(headers_or_values: _HasGetList | Mapping[str, str] | str | 
         if challenge.scheme == "bearer":
             return challenge
     return None
+
+
+def auth_challenge(headers_or_values: _HasGetList | Mapping[str, str] | str | Iterable[str]) -> Challenge | None:
+    """The challenge to answer: the first Bearer one, else the first DPoP one (RFC 9449 §7.1).
+
+    A resource that offers both accepts both, and Bearer is what every authorization server
+    issues; one that offers only DPoP is asking for sender-constrained tokens.
+    """
+    found = [c for c in parse_www_authenticate(_header_values(headers_or_values)) if c.scheme in ("bearer", "dpop")]
+    for challenge in found:
+        if challenge.scheme == "bearer":
+            return challenge
+    return found[0] if found else None

@@ -33,6 +33,7 @@ class ClientRegistration:
     redirect_uri: str | None = None
     registered_at: float = field(default_factory=time.time)
     client_secret_expires_at: float | None = None
+    grant_types: list[str] | None = None  # as registered (None: authorization code + refresh, before this field)
 
     @property
     def credentials(self) -> ClientCredentials:
@@ -75,16 +76,28 @@ def client_id_metadata_document(metadata: AuthorizationServerMetadata, url: str)
     return ClientRegistration(kind="cimd", issuer=metadata.issuer, client_id=url)
 
 
-def registration_request(redirect_uri: str, scope: str | None) -> dict[str, Any]:
-    """A public native client (RFC 8252): no secret to leak, any loopback port allowed (§7.3)."""
+AUTHORIZATION_CODE_GRANTS = ["authorization_code", "refresh_token"]
+
+
+def registration_request(
+    redirect_uri: str | None, scope: str | None, grant_types: list[str] | None = None
+) -> dict[str, Any]:
+    """A public native client (RFC 8252): no secret to leak, any loopback port allowed (§7.3).
+
+    Without a redirect URI (the device grant) no redirect-based grant or response type is asked for.
+    """
+    grants = list(grant_types or AUTHORIZATION_CODE_GRANTS)
     body: dict[str, Any] = {
         "client_name": CLIENT_NAME,
         "application_type": "native",
-        "redirect_uris": [redirect_uri],
         "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
+        "grant_types": grants,
     }
+    if redirect_uri is not None:
+        body["redirect_uris"] = [redirect_uri]
+        body["response_types"] = ["code"]
+    else:
+        body["response_types"] = []
     if scope:
         body["scope"] = scope
     return body
@@ -94,10 +107,11 @@ async def register(
     http: httpx2.AsyncClient,
     metadata: AuthorizationServerMetadata,
     *,
-    redirect_uri: str,
+    redirect_uri: str | None,
     scope: str | None,
     server: str,
     correlation_id: str,
+    grant_types: list[str] | None = None,
 ) -> ClientRegistration:
     import httpx2
 
@@ -113,7 +127,7 @@ async def register(
             correlation_id=correlation_id,
         )
     try:
-        response = await http.post(endpoint, json=registration_request(redirect_uri, scope))
+        response = await http.post(endpoint, json=registration_request(redirect_uri, scope, grant_types))
     except httpx2.HTTPError as exc:
         raise McpRelayError(
             ErrorType.DCR_FAILED,
@@ -150,6 +164,7 @@ async def register(
         token_endpoint_auth_method=method,
         redirect_uri=redirect_uri,
         client_secret_expires_at=float(expires) if isinstance(expires, int | float) and expires else None,
+        grant_types=list(grant_types or AUTHORIZATION_CODE_GRANTS),
     )
     diaglog.event(
         "client_registered", server=server, correlation_id=correlation_id, issuer=metadata.issuer,

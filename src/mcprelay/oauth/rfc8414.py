@@ -31,7 +31,8 @@ class AuthorizationServerMetadata(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     issuer: str
-    authorization_endpoint: str
+    # RFC 8414 §2: required unless no grant type that uses it is supported (client credentials only).
+    authorization_endpoint: str = ""
     token_endpoint: str
     registration_endpoint: str | None = None
     scopes_supported: list[str] | None = None
@@ -42,6 +43,11 @@ class AuthorizationServerMetadata(BaseModel):
     revocation_endpoint: str | None = None
     authorization_response_iss_parameter_supported: bool = False
     client_id_metadata_document_supported: bool = False
+    token_endpoint_auth_signing_alg_values_supported: list[str] | None = None
+    device_authorization_endpoint: str | None = None  # RFC 8628
+    pushed_authorization_request_endpoint: str | None = None  # RFC 9126
+    require_pushed_authorization_requests: bool = False
+    dpop_signing_alg_values_supported: list[str] | None = None  # RFC 9449 §5.1
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -73,10 +79,12 @@ def _insecure_endpoints(metadata: AuthorizationServerMetadata) -> list[tuple[str
         "token_endpoint": metadata.token_endpoint,
         "registration_endpoint": metadata.registration_endpoint,
         "revocation_endpoint": metadata.revocation_endpoint,
+        "device_authorization_endpoint": metadata.device_authorization_endpoint,
+        "pushed_authorization_request_endpoint": metadata.pushed_authorization_request_endpoint,
     }
     bad = []
     for name, url in fields.items():
-        if url is None:
+        if not url:
             continue
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
@@ -89,9 +97,14 @@ def _insecure_endpoints(metadata: AuthorizationServerMetadata) -> list[tuple[str
 
 
 def check_metadata(
-    metadata: AuthorizationServerMetadata, *, url: str, server: str | None, correlation_id: str | None
+    metadata: AuthorizationServerMetadata, *, url: str, server: str | None, correlation_id: str | None,
+    interactive: bool = True,
 ) -> None:
-    """The TLS and PKCE requirements; raises for the first one the document fails."""
+    """The TLS and PKCE requirements; raises for the first one the document fails.
+
+    ``interactive`` is False for grants without an authorization request (client credentials, JWT
+    bearer): PKCE protects the authorization code, so there it is not asked for.
+    """
     insecure = _insecure_endpoints(metadata)
     if insecure:
         listed = ", ".join(f"{name} {value!r}" for name, value in insecure)
@@ -105,7 +118,17 @@ def check_metadata(
             details={"url": url, "insecure": dict(insecure)},
         )
     methods = metadata.code_challenge_methods_supported
-    if not methods or "S256" not in methods:
+    if interactive and not metadata.authorization_endpoint:
+        raise McpRelayError(
+            ErrorType.METADATA_DISCOVERY_FAILED,
+            f"the {_WHAT} at {url} has no authorization_endpoint, so no user can log in there",
+            suggestion="if this server is for machines only, set mcpServers[].oauth.grant to "
+            "client_credentials (or jwt_bearer / token_exchange)",
+            server=server,
+            correlation_id=correlation_id,
+            details={"url": url},
+        )
+    if interactive and (not methods or "S256" not in methods):
         advertised = "does not list code_challenge_methods_supported" if methods is None else (
             f"lists code_challenge_methods_supported {methods!r} without S256"
         )
@@ -134,6 +157,7 @@ async def fetch_authorization_server_metadata(
     *,
     server: str | None,
     correlation_id: str | None,
+    interactive: bool = True,
 ) -> AuthorizationServerMetadata | None:
     """The checked metadata of ``issuer``; None when no URL serves any (the caller decides if fatal)."""
     for url in metadata_urls(issuer):
@@ -153,7 +177,7 @@ async def fetch_authorization_server_metadata(
                 correlation_id=correlation_id,
                 details={"url": url, "issuer": metadata.issuer, "expected_issuer": issuer},
             )
-        check_metadata(metadata, url=url, server=server, correlation_id=correlation_id)
+        check_metadata(metadata, url=url, server=server, correlation_id=correlation_id, interactive=interactive)
         diaglog.event(
             "discovery_authorization_server", server=server, correlation_id=correlation_id, url=url,
             issuer=metadata.issuer, authorization_endpoint=metadata.authorization_endpoint,

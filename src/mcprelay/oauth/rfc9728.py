@@ -33,6 +33,8 @@ class ProtectedResourceMetadata(BaseModel):
     bearer_methods_supported: list[str] | None = None
     resource_name: str | None = None
     resource_documentation: str | None = None
+    dpop_bound_access_tokens_required: bool = False  # RFC 9449 §7.1 / RFC 9728 §2
+    dpop_signing_alg_values_supported: list[str] | None = None
 
 
 def _split(url: str) -> tuple[str, str, int, str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -36,8 +36,12 @@ from filelock import FileLock, Timeout
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.oauth.grant import StoredGrant, load_grant, token_key
+from mcprelay.oauth.renewal import dpop_key, refresh_form
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenEndpointError, TokenSet, token_request
 from mcprelay.store.base import TokenStore
+
+#: Renews a grant that has no refresh token by asking again (machine grants); see oauth/acquire.py.
+Reacquire = Callable[[StoredGrant, str], Awaitable[TokenSet]]
 
 TRANSIENT_ATTEMPTS = 4
 BACKOFF_CAP = 8.0
@@ -78,6 +82,7 @@ class TokenManager:
         lock_dir: Path,
         lock_timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
+        reacquire: Reacquire | None = None,
     ) -> None:
         self.server = server
         self._store = store
@@ -86,6 +91,7 @@ class TokenManager:
         self._lock_dir = lock_dir
         self._lock_timeout = lock_timeout
         self._clock = clock
+        self._reacquire = reacquire
         self._grant: StoredGrant | None = None
         self._flight: _Flight | None = None
         self._store_failed = False
@@ -185,10 +191,18 @@ class TokenManager:
         assert self._grant is not None
         grant = self._grant
         refresh_token = grant.tokens.refresh_token
+        if not refresh_token and self._reacquire is not None and grant.extra.get("grant"):
+            # A machine grant: no refresh token, so ask again — under this same single flight and lock.
+            self.refreshes += 1
+            grant.tokens = await self._reacquire(grant, cid)
+            await self._persist(grant, cid)
+            diaglog.event("reacquired", server=self.server, correlation_id=cid, grant=grant.extra.get("grant"),
+                          expires_at=grant.tokens.expires_at)
+            return grant.tokens.access_token
         if not refresh_token:
             raise login_required(self.server, f"the access token for {self.server} expired and there is "
                                   "no refresh token", correlation_id=cid)
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": grant.resource}
+        form = refresh_form(grant, refresh_token)
         response_lost = False
         for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
             try:
@@ -199,6 +213,7 @@ class TokenManager:
                 tokens = await token_request(
                     self._http, grant.token_endpoint, credentials, form, server=self.server,
                     correlation_id=cid, failure_type=ErrorType.REFRESH_FAILED, previous_refresh=refresh_token,
+                    dpop=dpop_key(grant),
                 )
                 break
             except TokenEndpointError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcprelay.testing.authserver import AuthServerCounters, RawSendCapture, StrictAuthServer
+from mcprelay.testing.jwtcheck import ProofError, check_dpop_proof
 
 _RESOURCE_SCOPES_EXCLUDED = {"offline_access", "openid"}
 
@@ -56,6 +58,8 @@ class BearerGate:
         resource_metadata_url: str,
         challenge_scopes: list[str],
         required_scopes: list[str],
+        dpop_required: bool = False,
+        dpop_nonce: bool = False,
     ) -> None:
         self.app = app
         self.auth = auth
@@ -63,8 +67,11 @@ class BearerGate:
         self.resource_metadata_url = resource_metadata_url
         self.challenge_scopes = challenge_scopes
         self.required_scopes = required_scopes
+        self.dpop_required = dpop_required
+        self.nonce = ("rs-nonce-" + secrets.token_urlsafe(8)) if dpop_nonce else None
+        self._jtis: set[str] = set()
 
-    def _challenge(self, error: str | None, description: str | None, scopes: list[str]) -> str:
+    def _challenge(self, error: str | None, description: str | None, scopes: list[str], scheme: str) -> str:
         parts = [f'resource_metadata="{self.resource_metadata_url}"']
         if scopes:
             parts.append(f'scope="{" ".join(scopes)}"')
@@ -72,22 +79,25 @@ class BearerGate:
             parts.append(f'error="{error}"')
         if description:
             parts.append(f'error_description="{description}"')
-        return "Bearer " + ", ".join(parts)
+        if scheme == "DPoP":
+            parts.append('algs="ES256 RS256"')
+        return f"{scheme} " + ", ".join(parts)
 
-    async def _refuse(self, send: Send, status: int, error: str | None, description: str, scopes: list[str]) -> None:
-        challenge = self._challenge(error, description if error else None, scopes)
+    async def _refuse(
+        self, send: Send, status: int, error: str | None, description: str, scopes: list[str],
+        *, scheme: str | None = None, nonce: bool = False,
+    ) -> None:
+        scheme = scheme or ("DPoP" if self.dpop_required else "Bearer")
+        challenge = self._challenge(error, description if error else None, scopes, scheme)
         body = json.dumps({"error": error or "unauthorized", "error_description": description}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", challenge.encode()),
-                ],
-            }
-        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", challenge.encode()),
+        ]
+        if nonce and self.nonce:
+            headers.append((b"dpop-nonce", self.nonce.encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,18 +105,51 @@ class BearerGate:
             await self.app(scope, receive, send)
             return
         header = ""
+        proofs: list[str] = []
         for key, value in scope.get("headers", []):
-            if key.lower() == b"authorization":
+            if key.lower() == b"authorization" and not header:
                 header = value.decode("latin-1")
-                break
+            elif key.lower() == b"dpop":
+                proofs.append(value.decode("latin-1"))
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() not in ("bearer", "dpop") or not token:
             await self._refuse(send, 401, None, "authentication required", self.challenge_scopes)
             return
         info = self.auth.introspect(token)
         if not info or not info.get("active"):
             await self._refuse(send, 401, "invalid_token", "token unknown, expired or revoked", self.challenge_scopes)
+            return
+        bound = (info.get("cnf") or {}).get("jkt")
+        if scheme.lower() == "dpop":
+            if not bound:
+                await self._refuse(send, 401, "invalid_token", "a Bearer token presented as DPoP", [], scheme="DPoP")
+                return
+            try:
+                jkt, _claims = check_dpop_proof(
+                    proofs[0] if len(proofs) == 1 else ",".join(proofs), method=scope.get("method", "GET"),
+                    url=self.resource, access_token=token, nonce=self.nonce, seen_jtis=self._jtis,
+                )
+            except ProofError as exc:
+                if str(exc) == "nonce":
+                    self.auth.counters.rs_nonce_challenges += 1
+                    await self._refuse(send, 401, "use_dpop_nonce", "a DPoP nonce is required", [], scheme="DPoP",
+                                       nonce=True)
+                    return
+                await self._refuse(send, 401, "invalid_dpop_proof", str(exc), [], scheme="DPoP")
+                return
+            if jkt != bound:
+                await self._refuse(send, 401, "invalid_dpop_proof", "the proof key is not the token's key", [],
+                                   scheme="DPoP")
+                return
+            self.auth.counters.rs_dpop_proofs += 1
+        elif bound:
+            await self._refuse(send, 401, "invalid_token", "the token is DPoP-bound; present it with DPoP", [],
+                               scheme="DPoP")
+            return
+        elif self.dpop_required:
+            await self._refuse(send, 401, "invalid_token", "this resource requires DPoP-bound tokens",
+                               self.challenge_scopes)
             return
         exp = info.get("exp")
         if exp is not None and float(exp) <= time.time():
@@ -201,8 +244,14 @@ def build_app(
     auth: StrictAuthServer | None,
     mcp_path: str = "/mcp",
     required_scopes: list[str] | None = None,
+    dpop_required: bool = False,
+    dpop_nonce: bool = False,
 ) -> ASGIApp:
-    """The authorization server (if any) and the MCP server at ``<base_url><mcp_path>``, on one origin."""
+    """The authorization server (if any) and the MCP server at ``<base_url><mcp_path>``, on one origin.
+
+    ``dpop_required``: the resource demands DPoP-bound tokens (metadata and ``DPoP`` challenges);
+    ``dpop_nonce``: DPoP proofs must carry the resource's nonce (RFC 9449 §9).
+    """
     if auth is None:
         return build_open_app(base_url, mcp_path=mcp_path)
     base = base_url.rstrip("/")
@@ -215,13 +264,16 @@ def build_app(
     required = list(required_scopes or [])
     metadata_path = _metadata_path(resource, base)
     metadata_url = base + metadata_path
-    prm = {
+    prm: dict[str, Any] = {
         "resource": resource,
         "authorization_servers": [auth.issuer],
         "scopes_supported": resource_scopes,
         "bearer_methods_supported": ["header"],
         "resource_name": "mcprelay test server",
     }
+    if dpop_required:
+        prm["dpop_bound_access_tokens_required"] = True
+        prm["dpop_signing_alg_values_supported"] = ["ES256", "RS256"]
 
     async def protected_resource_metadata(request: Request) -> Response:
         return JSONResponse(prm, headers={"Access-Control-Allow-Origin": "*"})
@@ -236,6 +288,8 @@ def build_app(
         resource_metadata_url=metadata_url,
         challenge_scopes=required or resource_scopes,
         required_scopes=required,
+        dpop_required=dpop_required,
+        dpop_nonce=dpop_nonce,
     )
     routes.append(Route(mcp_path, gate))
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -84,6 +84,8 @@ class LoginRunner:
             self.task_group.start_soon(self._run, server, running)
         with anyio.fail_after(server.oauth.login_timeout):
             await _first(running.url_known, running.finished)
+        if running.url is None and running.finished.is_set() and running.error is None:
+            return running.started()  # a machine grant: logged in without any browser
         if running.url is None:
             raise running.error or McpRelayError(
                 ErrorType.CODE_FLOW_FAILED, f"the login to {server.name} ended before it started",
@@ -95,12 +97,14 @@ class LoginRunner:
         return running.started()
 
     async def _run(self, server: ServerConfig, running: _Running) -> None:
-        def capture(url: str) -> bool:
+        def authorization_url(url: str) -> None:
+            running.url = url  # the REST answer's authorization_url; the browser gets a private page for it
+            running.url_known.set()
+
+        def capture(page_url: str) -> bool:
             # Runs in a worker thread (the flow keeps the event loop free for the callback).
-            running.url = url
-            anyio.from_thread.run_sync(running.url_known.set)
             try:
-                opened = bool(self.open_browser(url))
+                opened = bool(self.open_browser(page_url))
             except Exception:  # a broken BROWSER setting must not fail the login: the URL is returned anyway
                 opened = False
             running.browser_opened = opened
@@ -112,7 +116,9 @@ class LoginRunner:
 
         try:
             await recorded_login(
-                self.home, server, self.store, self.http, LoginOptions(open_browser=capture, notify=notify),
+                self.home, server, self.store, self.http,
+                LoginOptions(open_browser=capture, notify=notify, on_authorization_url=authorization_url,
+                             page_dir=self.home / "run"),
                 correlation_id=running.correlation_id,
             )
         except McpRelayError as exc:
