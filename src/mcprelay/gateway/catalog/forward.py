@@ -324,8 +324,13 @@ class Forwarder:
         async def run() -> None:
             try:
                 with parked.scope:
-                    parked.result = await self._send(
-                        upstream, method, params, origin, parked.bridge, request_id, what
+                    parked.result = await upstream.request(
+                        method, params, request_id=request_id, what=what, origin=parked.bridge,
+                        group=origin.session,
+                        # Progress goes to whichever request of the agent's is waiting now: a retry has a
+                        # token of its own, and the first request's is dead once it got input_required.
+                        progress=parked.bridge.progress if origin.wants_progress else None,
+                        capabilities=origin.capabilities, log_level=origin.log_level,
                     )
                 if parked.result is None:  # cancelled by _expire: nobody is waiting any more
                     parked.error = McpRelayError(ErrorType.UPSTREAM_ERROR, f"{what}: no answer to its input request")
@@ -585,7 +590,8 @@ class _Bridge:
         return self.current.log_level
 
     async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        await self.current.progress(progress, total, message)
+        if self.current.wants_progress:
+            await self.current.progress(progress, total, message)
 
     async def ask_later(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         ask = _Ask(method, params)

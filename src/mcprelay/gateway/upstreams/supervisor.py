@@ -695,8 +695,9 @@ class Upstream:
             tag_related=self.config.transport == "http",
         )
 
-    def _attribute(self, meta: Any, *, request: bool) -> object | None:
-        """The origin of the downstream request an upstream message belongs to, or ``None``.
+    def _attribute(self, meta: Any, *, request: bool) -> tuple[object | None, bool]:
+        """The origin of the downstream request an upstream message belongs to (or ``None``), and whether
+        the wire said so.
 
         Over streamable HTTP the message names its request (see :mod:`mcprelay.related`). Elsewhere (stdio,
         SSE) nothing on the wire does: a request for input then belongs to the request in flight (the most
@@ -708,20 +709,29 @@ class Upstream:
         if tag is not None:
             entry = self._inflight.get(tag)
             if entry is not None:
-                return entry[0]
+                return entry[0], True
         elif not request and self.config.transport == "http":
-            return None
+            return None, True
         if not self._inflight:
-            return None
-        return next(reversed(self._inflight.values()))[0]
+            return None, False
+        return next(reversed(self._inflight.values()))[0], False
 
-    async def _ask(self, ctx: ClientRequestContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _ask(self, context: ClientRequestContext, method: str, params: dict[str, Any]) -> dict[str, Any]:
         assert self.hooks is not None
-        origin = self._attribute(ctx.meta, request=True)
+        origin, certain = self._attribute(context.meta, request=True)
         meta = untagged(params.get("_meta"))
         params = {k: v for k, v in params.items() if k != "_meta"}
         if meta:
             params["_meta"] = meta
+        if method == "roots/list" and not certain and origin is not None:
+            # Servers ask for roots at start-up and when told they changed, as often as during a call: when
+            # nothing on the wire ties the question to the call in flight, the agents' own roots answer it,
+            # and the call's agent is asked only when no connected agent offers roots.
+            try:
+                return await self.hooks.on_input(self, None, method, params)
+            except MCPError as exc:
+                if exc.code != types.METHOD_NOT_FOUND:
+                    raise
         return await self.hooks.on_input(self, origin, method, params)
 
     async def _on_elicitation(
@@ -759,7 +769,7 @@ class Upstream:
 
     async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         assert self.hooks is not None
-        origin = self._attribute(params.meta, request=False)
+        origin, _ = self._attribute(params.meta, request=False)
         data = _json(params)
         meta = untagged(data.pop("_meta", None))
         if meta:
