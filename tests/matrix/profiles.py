@@ -131,13 +131,15 @@ EVERYTHING = Upstream(
             "tool": "trigger-long-running-operation",
             "args": {"duration": 30, "steps": 60},
             # server-everything cannot tell anyone it saw a cancellation (the tool ignores its abort
-            # signal); the FastMCP column checks that end to end. Here: the session still answers.
+            # signal): the driver checks that the session still answers, and the runner reads the
+            # upstream's wire log (tap.py) for the notifications/cancelled that must have reached it.
             "check": {
                 "tool": "echo",
                 "args": {"message": MARK},
                 "expect": MARK,
-                "means": "the session still answers (server-everything cannot report a cancellation)",
+                "means": "the session still answers",
             },
+            "wire_check": True,
         },
         "resource_links": {"tool": "get-resource-links", "args": {"count": 2}, "read": 2},
         "prompts": {
@@ -276,6 +278,12 @@ def feature_specs(upstream: Upstream, client: ClientInfo, mark: str) -> list[dic
             spec["receive_note"] = client.no_log_receive
         specs.append(_replace(spec, mark))
     return specs
+
+
+def feature_specs_args(spec: dict[str, Any], mark: str) -> dict[str, Any]:
+    """A feature spec's tool arguments as the cell sent them (MARK replaced)."""
+    args: dict[str, Any] = _replace(spec.get("args", {}), mark)
+    return args
 
 
 def not_applicable(upstream: Upstream, client: ClientInfo) -> dict[str, str]:

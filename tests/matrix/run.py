@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.matrix import profiles, verdict
+from tests.matrix import profiles, verdict, wire
 from tests.matrix.profiles import CLIENTS, FEATURES, MODES, UPSTREAMS, ClientInfo, Upstream
-from tests.matrix.verdict import FAIL, NA, NOT_RUN, Outcome
+from tests.matrix.verdict import FAIL, NA, NOT_RUN, PASS, Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVERS = ROOT / "tests" / "matrix" / "drivers"
@@ -75,6 +75,7 @@ class Env:
     cell_timeout: float
     feature_timeout: float
     fastmcp_url: str = ""
+    tap: bool = False
     fixture_ready: bool = False
     fixture_why: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -145,18 +146,28 @@ def check_fixture(env: Env) -> None:
 # ---- targets ------------------------------------------------------------------------------------
 
 
-def upstream_target(env: Env, upstream: Upstream) -> dict[str, Any]:
-    """How a client reaches the upstream directly."""
+def tapped(target: dict[str, Any], wire_log: Path | None) -> dict[str, Any]:
+    """The same stdio target behind ``tests/matrix/tap.py``, which logs every line it carries."""
+    if wire_log is None or target["kind"] != "stdio":
+        return target
+    args = [str(ROOT / "tests" / "matrix" / "tap.py"), str(wire_log), "--", target["command"], *target["args"]]
+    return {**target, "command": str(VENV_PY), "args": args}
+
+
+def upstream_target(env: Env, upstream: Upstream, wire_log: Path | None = None) -> dict[str, Any]:
+    """How a client (or the gateway) reaches the upstream.
+
+    A stdio upstream always sits behind the tap (``wire_log``): the upstream's side of the wire is
+    the one place that shows what really reached it (a ``notifications/cancelled``, say), in every
+    mode alike. The tap only copies lines, so neither the client nor the gateway can tell.
+    """
     if upstream.name == "everything":
-        return {"kind": "stdio", "command": env.node, "args": [env.everything_main, "stdio"]}
-    if upstream.name == "fastmcp":
-        return {"kind": "http", "url": env.fastmcp_url}
-    return {
-        "kind": "stdio",
-        "command": str(VENV_PY),
-        "args": ["-m", "mcprelay.testing.fixture_server"],
-        "cwd": str(ROOT),
-    }
+        target = {"kind": "stdio", "command": env.node, "args": [env.everything_main, "stdio"]}
+    elif upstream.name == "fastmcp":
+        target = {"kind": "http", "url": env.fastmcp_url}
+    else:
+        target = {"kind": "stdio", "command": str(VENV_PY), "args": ["-m", "mcprelay.testing.fixture_server"]}
+    return tapped(target, wire_log)
 
 
 def gateway_entry(target: dict[str, Any]) -> dict[str, Any]:
@@ -177,20 +188,18 @@ def gateway_target(env: Env, upstream: Upstream, mode: str, cell_dir: Path) -> I
     """A running gateway (listen) or the command to spawn one (stdio), configured with this one upstream."""
     home = Path(tempfile.mkdtemp(prefix="mcprelay-matrix-home-"))
     config = cell_dir / "gateway-config.json"
-    config.write_text(
-        json.dumps(
-            {"token_store": "memory", "mcpServers": {upstream.name: gateway_entry(upstream_target(env, upstream))}}
-        )
-    )
+    entry = gateway_entry(upstream_target(env, upstream, cell_dir / "wire-upstream.log"))
+    config.write_text(json.dumps({"token_store": "memory", "mcpServers": {upstream.name: entry}}))
     gateway_env = {"MCPRELAY_HEADLESS": "1"}
     try:
         if mode == "stdio":
-            yield {
+            command = {
                 "kind": "stdio",
                 "command": str(MCPRELAY),
                 "args": ["--config", str(config), "--home", str(home), "serve", "--stdio"],
                 "env": gateway_env,
             }
+            yield tapped(command, cell_dir / "wire-client-gateway.log" if env.tap else None)
             return
         logfile = open(cell_dir / "gateway-stderr.log", "wb")
         proc = subprocess.Popen(
@@ -267,7 +276,7 @@ def run_cell(env: Env, client: ClientInfo, upstream: Upstream, mode: str) -> Cel
     try:
         with contextlib.ExitStack() as stack:
             if mode == "direct":
-                target = upstream_target(env, upstream)
+                target = upstream_target(env, upstream, cell_dir / "wire-upstream.log")
             else:
                 target = stack.enter_context(gateway_target(env, upstream, mode, cell_dir))
             plan = {
@@ -278,7 +287,9 @@ def run_cell(env: Env, client: ClientInfo, upstream: Upstream, mode: str) -> Cel
                 "roots": [{"uri": profiles.ROOT_URI.replace(profiles.MARK, mark), "name": "matrix root"}],
                 "features": specs,
                 "results": str(results_path),
-                "feature_timeout_s": env.feature_timeout,
+                # A one-shot client pays a whole connection per request: a feature may take several.
+                "feature_timeout_s": env.feature_timeout * (3 if client.name == "inspector" else 1),
+                "request_timeout_s": env.feature_timeout,
                 "connect_timeout_s": 30,
                 "node": env.node,
                 "ts_sdk_dir": env.ts_sdk_dir,
@@ -296,21 +307,23 @@ def run_cell(env: Env, client: ClientInfo, upstream: Upstream, mode: str) -> Cel
                     start_new_session=True,
                     cwd=cell_dir,
                 )
+                limit = env.cell_timeout * (2 if client.name == "inspector" else 1)
                 try:
-                    proc.wait(env.cell_timeout)
+                    proc.wait(limit)
                     timed_out = False
                 except subprocess.TimeoutExpired:
                     timed_out = True
                 finally:
                     stop(proc)
         decided = read_results(results_path, info)
+        wire_check(upstream, specs, decided, cell_dir / "wire-upstream.log", mark)
         for spec in specs:
             name = spec["name"]
             if name in decided:
                 # The cell's token is in the logs for correlation; the matrix shows it as MARK.
                 outcomes[name] = Outcome(decided[name].status, decided[name].detail.replace(mark, "MARK"))
             elif timed_out:
-                outcomes[name] = Outcome(FAIL, f"the cell did not finish within {env.cell_timeout:g} s")
+                outcomes[name] = Outcome(FAIL, f"the cell did not finish within {limit:g} s")
             else:
                 outcomes[name] = Outcome(
                     FAIL, f"the driver exited ({proc.returncode}) before deciding it; see {cell_dir}/driver.log"
@@ -321,6 +334,25 @@ def run_cell(env: Env, client: ClientInfo, upstream: Upstream, mode: str) -> Cel
             if outcomes[spec["name"]].status == NOT_RUN:
                 outcomes[spec["name"]] = Outcome(FAIL, f"cell set-up failed: {exc}")
     return CellResult(outcomes, info, time.monotonic() - t0)
+
+
+def wire_check(
+    upstream: Upstream, specs: list[dict[str, Any]], decided: dict[str, Outcome], log: Path, mark: str
+) -> None:
+    """A cancel the client saw end must also have reached a stdio upstream as notifications/cancelled."""
+    spec = upstream.features.get("cancel")
+    got = decided.get("cancel")
+    if not spec or not spec.get("wire_check") or got is None or got.status != PASS:
+        return
+    if not log.exists():
+        decided["cancel"] = Outcome(FAIL, f"{got.detail}; but no wire log of the upstream ({log.name}) to check it")
+        return
+    args = profiles.feature_specs_args(spec, mark)
+    evidence = wire.cancel_reached(wire.parse(log.read_text(encoding="utf-8").splitlines()), spec["tool"], args)
+    if evidence.cancelled:
+        decided["cancel"] = Outcome(PASS, f"{got.detail}; {evidence.detail}")
+    else:
+        decided["cancel"] = Outcome(FAIL, f"{got.detail}; but {evidence.detail} (wire: {log.name})")
 
 
 def read_results(path: Path, info: dict[str, Any]) -> dict[str, Outcome]:
@@ -390,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         out=out,
         cell_timeout=args.cell_timeout,
         feature_timeout=args.feature_timeout,
+        tap=os.environ.get("MATRIX_TAP") == "1",
     )
     baseline = verdict.parse_baseline(BASELINE.read_text(encoding="utf-8"), str(BASELINE)) if BASELINE.exists() else []
     t0 = time.monotonic()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.matrix import profiles, verdict
+from tests.matrix import profiles, verdict, wire
 from tests.matrix.verdict import FAIL, NA, PASS, Outcome
 
 Cells = dict[tuple[str, str, str], dict[str, Outcome]]
@@ -130,3 +132,33 @@ def test_features_a_client_or_upstream_lacks_are_not_planned_but_explained() -> 
     assert logging["min"] == 0
     fixture_why = profiles.not_applicable(profiles.FIXTURE, profiles.CLIENTS["ts-sdk"])
     assert "cancel" in fixture_why
+
+
+def wire_lines(*entries: tuple[float, str, dict[str, object] | str]) -> list[wire.WireLine]:
+    text = []
+    for seconds, direction, message in entries:
+        body = message if isinstance(message, str) else json.dumps(message)
+        text.append(f"{seconds:9.3f} {direction} {body}")
+    return wire.parse(text)
+
+
+CALL = {"jsonrpc": "2.0", "id": "g-3", "method": "tools/call", "params": {"name": "slow", "arguments": {"s": 30}}}
+CANCEL = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "g-3"}}
+
+
+def test_the_wire_shows_a_cancellation_that_reached_the_upstream() -> None:
+    lines = wire_lines((0.1, "->", CALL), (0.4, "<-", "not json"), (0.9, "->", CANCEL), (1.0, "->", "<EOF>"))
+    evidence = wire.cancel_reached(lines, "slow", {"s": 30})
+    assert evidence.call_seen and evidence.cancelled
+    assert "'g-3'" in evidence.detail
+
+
+def test_the_wire_shows_a_cancellation_that_never_arrived() -> None:
+    other = {**CANCEL, "params": {"requestId": "g-2"}}
+    from_upstream = {**CANCEL}  # the wrong direction does not count
+    done = {"jsonrpc": "2.0", "id": "g-3", "result": {"content": []}}
+    lines = wire_lines((0.1, "->", CALL), (0.5, "->", other), (0.6, "<-", from_upstream), (0.9, "<-", done))
+    evidence = wire.cancel_reached(lines, "slow", {"s": 30})
+    assert evidence.call_seen and not evidence.cancelled
+    assert "never got notifications/cancelled" in evidence.detail and "ran to its end" in evidence.detail
+    assert not wire.cancel_reached(lines, "slow", {"s": 31}).call_seen

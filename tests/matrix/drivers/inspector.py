@@ -88,7 +88,12 @@ class InspectorAdapter:
             "--format",
             "json",
         ]
-        proc = await anyio.run_process(argv, env=self.env, check=False, stdin=None)
+        limit = float(self.plan.get("request_timeout_s", 20))
+        try:
+            with anyio.fail_after(limit):
+                proc = await anyio.run_process(argv, env=self.env, check=False, stdin=None)
+        except TimeoutError:
+            raise InspectorError(f"the one-shot {method} did not finish within {limit:g} s") from None
         out = proc.stdout.decode(errors="replace").strip()
         err = proc.stderr.decode(errors="replace").strip()
         with open(os.path.join(self.plan["inspector_home"], "one-shots.log"), "a", encoding="utf-8") as f:
