@@ -44,6 +44,8 @@ class ClientInfo:
     lacks: dict[str, str] = field(default_factory=dict)
     # Why the client cannot show notifications/message at all (then logging checks logging/setLevel only).
     no_log_receive: str = ""
+    # One process per request (the Inspector CLI): each request pays a whole connection.
+    one_shot: bool = False
 
 
 INSPECTOR_ONE_SHOT = "the Inspector CLI's one-shot mode (--cli --method) has no"
@@ -82,6 +84,7 @@ CLIENTS: dict[str, ClientInfo] = {
                 "sampling": f"{INSPECTOR_ONE_SHOT} sampling answer (it does not declare the capability)",
             },
             no_log_receive=f"{INSPECTOR_ONE_SHOT} output for notifications/message: receiving is not checked",
+            one_shot=True,
         ),
     ]
 }
@@ -198,30 +201,47 @@ FASTMCP = Upstream(
     },
 )
 
-# The project's fixture server (python -m mcprelay.testing.fixture_server), implementing the
-# conformance suite's server fixtures. Until it is on main, the runner shows its column as not run.
+# The project's fixture server (python -m mcprelay.testing.fixture_server, stdio by default), which
+# implements the conformance suite's server fixtures. Until it is on the branch, its column is not run.
 FIXTURE = Upstream(
     name="fixture",
     title="mcprelay fixture server (stdio)",
     base_tools=[
         "test_simple_text",
-        "test_tool_with_progress",
+        "test_resource_link",
         "test_tool_with_logging",
+        "test_tool_with_progress",
+        "test_slow",
         "test_sampling",
         "test_elicitation",
+        "test_input_required_result_list_roots",
     ],
     conditional_tools={},
     features={
         "call": {"tool": "test_simple_text", "args": {}, "expect": "This is a simple text response for testing."},
-        "progress": {"tool": "test_tool_with_progress", "args": {}, "min": 3},
+        # test_slow reports every 0.1 s (test_tool_with_progress sends its last one right before
+        # its result, which the TypeScript SDK client may drop: typescript-sdk#2580).
+        "progress": {"tool": "test_slow", "args": {"seconds": 0.5}, "min": 3},
+        "cancel": {
+            "tool": "test_slow",
+            "args": {"seconds": 30},
+            "check": {
+                "tool": "test_simple_text",
+                "args": {},
+                "expect": "This is a simple text response for testing.",
+                "means": "the session still answers",
+            },
+            "wire_check": True,
+        },
+        "resource_links": {"tool": "test_resource_link", "args": {}, "read": 1},
         "prompts": {
             "expect": ["test_simple_prompt", "test_prompt_with_arguments"],
             "get": {"name": "test_prompt_with_arguments", "args": {"arg1": MARK, "arg2": "two"}, "expect": MARK},
         },
         "completion": {
-            "ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"},
-            "argument": {"name": "arg1", "value": "par"},
-            "expect": "paris",
+            "ref": {"type": "ref/resource", "uri": "test://template/{id}/data"},
+            "argument": {"name": "id", "value": "12"},
+            "expect": "123",
         },
         "logging": {"level": "debug", "tool": "test_tool_with_logging", "args": {}, "min": 3, "wait_s": 3},
         "elicitation": {
@@ -231,11 +251,8 @@ FIXTURE = Upstream(
             "expect": MARK,
         },
         "sampling": {"tool": "test_sampling", "args": {"prompt": "matrix"}, "answer": MARK, "expect": MARK},
-    },
-    lacks={
-        "cancel": "the conformance fixtures have no slow, cancellable tool",
-        "resource_links": "the conformance fixtures have no tool returning resource links",
-        "roots": "the conformance fixtures have no roots tool for the handshake era",
+        # It reports how many roots it got, not which: one (the client's one root) it must be.
+        "roots": {"tool": "test_input_required_result_list_roots", "args": {}, "expect": "Found 1 root(s)"},
     },
 )
 
@@ -274,8 +291,10 @@ def feature_specs(upstream: Upstream, client: ClientInfo, mark: str) -> list[dic
             continue
         spec["name"] = name
         if name == "logging" and client.no_log_receive:
-            spec["min"] = 0
+            spec["min"] = 0  # logging/setLevel only: calling the logging tool would show nothing
             spec["receive_note"] = client.no_log_receive
+        if name == "resource_links" and client.one_shot:
+            spec["read"] = 1  # every request is a whole connection for a one-shot client
         specs.append(_replace(spec, mark))
     return specs
 

@@ -434,6 +434,9 @@ def main(argv: list[str] | None = None) -> int:
             if not env.fixture_ready:
                 log(f"fixture column not run: {env.fixture_why}")
         tasks = [(CLIENTS[c], UPSTREAMS[u], m) for u in upstreams for c in clients for m in modes]
+        # The longest cells first (one-shot clients through serve --stdio spawn a gateway per
+        # request), so that no long cell is left running alone at the end.
+        tasks.sort(key=lambda t: (not t[0].one_shot, t[2] != "stdio"))
         log(
             f"{len(tasks)} cells ({len(clients)} clients × {len(upstreams)} upstreams × {len(modes)} modes), "
             f"{args.jobs} at a time, {args.cell_timeout:g} s each at most"

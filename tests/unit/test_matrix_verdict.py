@@ -130,8 +130,10 @@ def test_features_a_client_or_upstream_lacks_are_not_planned_but_explained() -> 
     assert "completion/complete" in why["completion"]
     logging = next(s for s in profiles.feature_specs(profiles.EVERYTHING, inspector, "m") if s["name"] == "logging")
     assert logging["min"] == 0
-    fixture_why = profiles.not_applicable(profiles.FIXTURE, profiles.CLIENTS["ts-sdk"])
-    assert "cancel" in fixture_why
+    assert profiles.not_applicable(profiles.FASTMCP, profiles.CLIENTS["ts-sdk"]) == {}
+    lacking = profiles.Upstream("u", "an upstream", ["t"], {}, {"call": {}}, {"cancel": "no slow tool"})
+    assert profiles.not_applicable(lacking, profiles.CLIENTS["ts-sdk"])["cancel"] == "an upstream: no slow tool"
+    assert "has no such feature" in profiles.not_applicable(lacking, profiles.CLIENTS["ts-sdk"])["progress"]
 
 
 def wire_lines(*entries: tuple[float, str, dict[str, object] | str]) -> list[wire.WireLine]:
