@@ -471,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     report = details(rows, infos, clients, upstreams)
     print(report)
+    print(era_table(infos, clients, upstreams))
     counts = verdict.summary(rows)
     regressions = counts.get("REGRESSION", 0)
     line = (
@@ -516,13 +517,18 @@ def details(
         for r in direct:
             gateway = ", ".join(f"{m} {r.outcomes[m].status}" for m in verdict.GATEWAY_MODES)
             out.append(f"  {r.upstream} / {r.client} / {r.feature} / {r.outcomes['direct'].detail} ({gateway})")
-    eras = []
-    for (client, upstream, mode), info in sorted(infos.items()):
-        if info.get("protocol_version"):
-            eras.append(f"{upstream}/{client}/{mode}={info['protocol_version']}")
-    if eras:
-        out.append("Negotiated protocol versions: " + ", ".join(eras))
     return "\n".join(out)
+
+
+def era_table(infos: dict[tuple[str, str, str], dict[str, Any]], clients: list[str], upstreams: list[str]) -> str:
+    """The protocol version each cell negotiated: the direct column and the gateway's may differ."""
+    lines = ["| upstream | client | direct | stdio | listen |", "| --- | --- | --- | --- | --- |"]
+    for upstream in upstreams:
+        for client in clients:
+            eras = [str(infos.get((client, upstream, m), {}).get("protocol_version", "")) for m in MODES]
+            if any(eras):
+                lines.append(f"| {upstream} | {client} | " + " | ".join(e or "·" for e in eras) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def document(
@@ -551,6 +557,9 @@ def document(
         parts.append("")
     steady = re.sub(r" \[\d+\.\d s\]", "", report)  # timings change every run; the doc should not
     parts += ["## Failures", "", "```", steady or "(none)", "```", ""]
+    eras = era_table(infos, clients, upstreams)
+    if eras:
+        parts += ["## Negotiated protocol versions", "", eras, ""]
     return "\n".join(parts)
 
 

@@ -120,7 +120,7 @@ class InspectorAdapter:
         raise InspectorError(f"exit {proc.returncode}: {short(err or out, 400)}")
 
     def era(self) -> str:
-        return "legacy (the one-shot default)"
+        return "initialize per one-shot (legacy era)"
 
     async def list_tools(self) -> list[str]:
         result = await self.one_shot("tools/list")
