@@ -103,6 +103,50 @@ def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
         proc.wait(2)
 
 
+def _cell_processes(cell_dir: Path) -> dict[int, str]:
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    marker = str(cell_dir).encode()
+    found: dict[int, str] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in argv:
+            found[int(entry.name)] = " ".join(a.decode(errors="replace") for a in argv.split(b"\0") if a)[:200]
+    return found
+
+
+def reap_leftovers(cell_dir: Path) -> list[str]:
+    """Stop what a cell left running (found by the cell's directory in its command line) and say what it was.
+
+    Everything a cell starts names the cell's directory in its arguments (the plan, the config, the
+    tap's log), including processes in sessions of their own: the gateway starts each stdio upstream
+    in a new process group, so a gateway killed by its client leaves its upstream behind. Linux
+    only (/proc); elsewhere nothing is reaped.
+    """
+    found = _cell_processes(cell_dir)
+    deadline = time.monotonic() + 3  # a process still on its way out is not a leftover
+    while found and time.monotonic() < deadline:
+        time.sleep(0.25)
+        found = _cell_processes(cell_dir)
+    groups = set()
+    for pid in found:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for group in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
+        if sig == signal.SIGTERM and groups:
+            time.sleep(1)
+    return list(found.values())
+
+
 def start_fastmcp(env: Env) -> None:
     logfile = open(env.out / "fastmcp-server.log", "wb")
     proc = subprocess.Popen(
@@ -315,6 +359,9 @@ def run_cell(env: Env, client: ClientInfo, upstream: Upstream, mode: str) -> Cel
                     timed_out = True
                 finally:
                     stop(proc)
+        leftovers = reap_leftovers(cell_dir)
+        if leftovers:
+            info["leftovers"] = leftovers
         decided = read_results(results_path, info)
         wire_check(upstream, specs, decided, cell_dir / "wire-upstream.log", mark)
         for spec in specs:
@@ -517,6 +564,12 @@ def details(
         for r in direct:
             gateway = ", ".join(f"{m} {r.outcomes[m].status}" for m in verdict.GATEWAY_MODES)
             out.append(f"  {r.upstream} / {r.client} / {r.feature} / {r.outcomes['direct'].detail} ({gateway})")
+    left = [(key, info["leftovers"]) for key, info in sorted(infos.items()) if info.get("leftovers")]
+    if left:
+        out.append("Processes still running after the cell ended (stopped by the matrix):")
+        for (client, upstream, mode), commands in left:
+            for command in commands:
+                out.append(f"  {upstream} / {client} / {mode}: {command}")
     return "\n".join(out)
 
 
