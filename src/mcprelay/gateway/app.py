@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import uvicorn
 
+from mcprelay import seam
 from mcprelay.activity import ActivityLog, activity_path
 from mcprelay.config import LoadedConfig
 from mcprelay.gateway.catalog.router import Gateway
@@ -61,6 +61,7 @@ async def open_gateway(
     loaded: LoadedConfig, *, home: Path, store: TokenStore, env: dict[str, Any] | None = None
 ) -> AsyncIterator[RunningGateway]:
     """A running gateway: upstreams connecting in the background, config watched, logins hosted."""
+    seam.shorten_stdio_exit_grace()
     activity = ActivityLog(activity_path(home))
     try:
         async with new_http_client() as http, anyio.create_task_group() as tg:
@@ -93,6 +94,8 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
 
 async def serve_http(loaded: LoadedConfig, *, home: Path, store: TokenStore, listen: str) -> None:
     """Streamable HTTP at ``/mcp`` and the REST API at ``/api/v1`` until interrupted."""
+    import uvicorn  # here, not at the top: serve --stdio has no use for it, and an agent waits for its start
+
     host, port = parse_listen(listen)
     api_key = loaded.config.api_key or None
     require_api_key_for(host, api_key)

@@ -421,9 +421,22 @@ class Forwarder:
     # ------------------------------------------------------------------ what upstreams send on their own
 
     async def on_input(
-        self, upstream: Upstream, origin: object | None, method: str, params: dict[str, Any]
+        self, upstream: Upstream, origin: object | None, method: str, params: dict[str, Any], certain: bool = True
     ) -> dict[str, Any]:
-        """Answer an upstream's request for input; raises ``MCPError`` with the error the upstream gets."""
+        """Answer an upstream's request for input; raises ``MCPError`` with the error the upstream gets.
+
+        ``certain`` is false when ``origin`` is only the request that was in flight (stdio, SSE).
+        """
+        if method == "roots/list" and not certain and origin is not None and not self._can_ask_for_roots(origin):
+            # Servers ask for roots at start-up and when told they changed as often as during a call. When
+            # nothing ties the question to the call in flight and its agent cannot simply be asked on the
+            # call's own channel, the connected agents' roots answer it; the call's agent (in a 2026-07-28
+            # input_required round) only when no connected agent offers roots.
+            try:
+                return await self._everyones_roots(upstream)
+            except MCPError as exc:
+                if exc.code != types.METHOD_NOT_FOUND:
+                    raise
         if origin is None:
             if method == "roots/list":
                 return await self._everyones_roots(upstream)
@@ -445,6 +458,11 @@ class Forwarder:
             while len(self._url_elicitations) > MAX_URL_ELICITATIONS:
                 self._url_elicitations.pop(next(iter(self._url_elicitations)))
         return await target.ask(method, params)
+
+    @staticmethod
+    def _can_ask_for_roots(origin: object) -> bool:
+        target = cast(Origin, origin)
+        return not isinstance(origin, _Bridge) and target.can_ask and "roots" in target.capabilities
 
     def on_elicitation_complete(self, upstream: Upstream, elicitation_id: str) -> None:
         """Pass a URL-mode elicitation's completion to the agent connection that was shown it."""

@@ -60,7 +60,7 @@ Ctx = ServerRequestContext[Any, Any]
 #: Connections remembered for list_changed at most; the oldest are forgotten first.
 MAX_SESSIONS = 1000
 #: How long an agent may take to answer ``roots/list`` when an upstream asks for everyone's roots.
-ROOTS_TIMEOUT = 10.0
+ROOTS_TIMEOUT = 5.0
 #: The retry fields of a multi round-trip request, forwarded as they came.
 _RETRY_FIELDS = ("inputResponses", "requestState")
 

@@ -112,12 +112,13 @@ class UpstreamHooks:
     """How an upstream reaches the agents, set by the catalog and called from the upstream's session.
 
     ``origin`` is whatever the catalog passed to :meth:`Upstream.request` for the downstream request
-    the message belongs to (``None`` when it belongs to none). ``on_input`` answers a request for input
+    the message belongs to (``None`` when it belongs to none; the flag passed with it says whether the wire
+    said so, or it is the request in flight that it was guessed from). ``on_input`` answers a request for input
     (``elicitation/create``, ``sampling/createMessage``, ``roots/list``) with its result as JSON, or
     raises ``MCPError`` with the error the upstream gets; ``on_log`` relays a ``notifications/message``.
     """
 
-    on_input: Callable[[Upstream, object | None, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+    on_input: Callable[[Upstream, object | None, str, dict[str, Any], bool], Awaitable[dict[str, Any]]]
     on_log: Callable[[Upstream, object | None, dict[str, Any]], Awaitable[None]]
     #: ``notifications/elicitation/complete`` (2025-11-25, URL mode): for the agent that got that elicitation.
     on_elicitation_complete: Callable[[Upstream, str], None]
@@ -723,16 +724,7 @@ class Upstream:
         params = {k: v for k, v in params.items() if k != "_meta"}
         if meta:
             params["_meta"] = meta
-        if method == "roots/list" and not certain and origin is not None:
-            # Servers ask for roots at start-up and when told they changed, as often as during a call: when
-            # nothing on the wire ties the question to the call in flight, the agents' own roots answer it,
-            # and the call's agent is asked only when no connected agent offers roots.
-            try:
-                return await self.hooks.on_input(self, None, method, params)
-            except MCPError as exc:
-                if exc.code != types.METHOD_NOT_FOUND:
-                    raise
-        return await self.hooks.on_input(self, origin, method, params)
+        return await self.hooks.on_input(self, origin, method, params, certain)
 
     async def _on_elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
