@@ -4,26 +4,30 @@
 #
 #   direct   the fixture itself, over streamable HTTP;
 #   listen   `mcprelay serve --listen` in front of it (the gateway spawns the fixture over stdio);
-#   stdio    `mcprelay serve --stdio` in front of it, reached through .ci/stdio_bridge.py (the suite
-#            only speaks HTTP; the bridge starts one `serve --stdio` per handshake session, and shared
-#            ones for 2026-07-28 stateless requests).
+#   bridge   the fixture over stdio, reached through .ci/stdio_bridge.py (the suite only speaks HTTP;
+#            the bridge starts one stdio process per handshake session, and shared ones for
+#            2026-07-28 stateless requests): the control for the stdio column;
+#   stdio    `mcprelay serve --stdio` in front of the fixture, through the same bridge.
 #
 # Called by `./run test` from the repo root; see docs/CONFORMANCE.md ("Server scenarios").
 # Scenarios that apply to 2026-07-28 as well as to earlier revisions (tools-list, prompts-get-*, ...)
 # run a second time at the 2026-07-28 wire (`--spec-version 2026-07-28`, rows named SCENARIO@2026-07-28);
 # by default the suite runs them at 2025-11-25.
 #
-# Verdict: it exits non-zero when a scenario that passes directly fails through the gateway (listen or
-# stdio), or fails directly, unless .ci/conformance-server-baseline.txt lists it for that version and
+# Verdict, check by check: listen is compared with direct, stdio with bridge (same transport on both
+# sides). A gateway column fails a row when it has a failing check (FAILURE or WARNING) that its control
+# run does not have. The script exits non-zero when a row fails through the gateway, or when a control
+# column (direct, bridge) fails, unless .ci/conformance-server-baseline.txt lists that version, row and
 # column with a reason (or when the servers or the suite cannot be installed or started). Scenarios that
 # test the HTTP transport itself (DNS rebinding, header validation, session termination, resumable SSE)
-# are not run through the bridge: there the HTTP side is test harness, so the stdio column shows n/a.
+# are not run through the bridge: there the HTTP side is test harness, so bridge and stdio show n/a.
 #
 # Environment:
 #   CONFORMANCE_VERSIONS            suite versions, space or comma separated (default: 0.1.16 0.2.0-alpha.12)
 #   CONFORMANCE_SERVER_SCENARIOS    scenario names or globs (default: every server scenario of the version);
 #                                   a glob also matches the @2026-07-28 rows of the scenarios it names
-#   CONFORMANCE_SERVER_COLUMNS      columns to run (default: direct listen stdio; direct always runs)
+#   CONFORMANCE_SERVER_COLUMNS      columns to run (default: direct listen bridge stdio; direct always runs,
+#                                   and stdio brings bridge along)
 #   CONFORMANCE_SERVER_WIRE_ROWS    1 (default) adds the SCENARIO@2026-07-28 rows; 0 leaves them out
 #   CONFORMANCE_SERVER_UPSTREAM     how the gateways reach the fixture: stdio (default; each gateway spawns
 #                                   its own) or http (the direct column's instance)
@@ -32,7 +36,8 @@
 #   CONFORMANCE_NODE, CONFORMANCE_NODE_SOURCE   as for .ci/conformance.sh
 # Installs (cached, gitignored): .ci/node/ and .ci/npm/<version>/ (shared with .ci/conformance.sh).
 # Logs: .ci/out/server/ — fixture.log, gateway.log, gateway-upstream.log, gateway-diagnostic.log,
-# bridge.log, stdio-children/ (each `serve --stdio` child: stderr, diagnostic log, upstream stderr),
+# bridge.log and bridge-children/ (the control bridge: each fixture child's stderr), stdio-bridge.log and
+# stdio-bridge-children/ (each `serve --stdio` child: stderr, diagnostic log, upstream stderr),
 # summary.md, failures.md (every failing check of every gateway-only failure), baseline-candidate.txt,
 # and <version>/<direct|listen|stdio>/<row>/{output.txt,suite/**/checks.json,result}.
 set -uo pipefail
@@ -42,8 +47,9 @@ DEFAULT_VERSIONS="0.1.16 0.2.0-alpha.12"
 VERSIONS=${CONFORMANCE_VERSIONS:-$DEFAULT_VERSIONS}
 VERSIONS=${VERSIONS//,/ }
 SCENARIO_GLOBS=${CONFORMANCE_SERVER_SCENARIOS:-*}
-COLUMNS=${CONFORMANCE_SERVER_COLUMNS:-direct listen stdio}
-COLUMNS=${COLUMNS//,/ }
+COLUMNS=${CONFORMANCE_SERVER_COLUMNS:-direct listen bridge stdio}
+COLUMNS=" ${COLUMNS//,/ } direct "
+[[ $COLUMNS != *" stdio "* ]] || COLUMNS="$COLUMNS bridge "
 WIRE_ROWS=${CONFORMANCE_SERVER_WIRE_ROWS:-1}
 UPSTREAM=${CONFORMANCE_SERVER_UPSTREAM:-stdio}
 JOBS=${CONFORMANCE_JOBS:-2}
@@ -169,19 +175,22 @@ with urllib.request.urlopen('http://127.0.0.1:$LISTEN_PORT/api/v1/servers', time
 sys.exit(0 if rows and all(row['state'] == 'ready' for row in rows) else 1)"
 }
 
-start_bridge() {  # .ci/stdio_bridge.py on 127.0.0.1:$BRIDGE_PORT, one `serve --stdio` per session
-  BRIDGE_PORT=$(free_port)
-  mkdir -p "$OUT/stdio-children"
-  MCPRELAY_HEADLESS=1 setsid "$PY" .ci/stdio_bridge.py --listen "127.0.0.1:$BRIDGE_PORT" --log "$OUT/bridge.log" \
-    --child-logs "$OUT/stdio-children" -- "$VENV_BIN/mcprelay" --config "$TMP/gateway.json" \
-    --home "$TMP/stdio-homes/{child}" serve --stdio >"$OUT/bridge.out" 2>&1 </dev/null &
+start_bridge() {  # name port-variable command...: .ci/stdio_bridge.py on a free port in front of `command`;
+  # logs: $OUT/<name>.log (the bridge's), $OUT/<name>-children/ (each child's stderr)
+  local name=$1 var=$2 port
+  shift 2
+  port=$(free_port)
+  printf -v "$var" '%s' "$port"
+  mkdir -p "$OUT/$name-children"
+  MCPRELAY_HEADLESS=1 setsid "$PY" .ci/stdio_bridge.py --listen "127.0.0.1:$port" --log "$OUT/$name.log" \
+    --child-logs "$OUT/$name-children" -- "$@" >"$OUT/$name.out" 2>&1 </dev/null &
   PIDS+=($!)
-  wait_until 30 "$!" "the stdio bridge (log: $OUT/bridge.out)" "
+  wait_until 30 "$!" "the bridge $name (log: $OUT/$name.out)" "
 import socket
-socket.create_connection(('127.0.0.1', $BRIDGE_PORT), 1).close()"
+socket.create_connection(('127.0.0.1', $port), 1).close()"
 }
 
-column_on() { [[ " $COLUMNS " == *" $1 "* ]]; }
+column_on() { [[ $COLUMNS == *" $1 "* ]]; }
 
 # ---- main -----------------------------------------------------------------------------------------
 t0=$(date +%s)
@@ -189,10 +198,12 @@ t0=$(date +%s)
 VENV_BIN=$(cd .venv/bin && pwd)  # absolute, but not resolved: the venv's python is a symlink to the base one
 case "$UPSTREAM" in stdio|http) ;; *) die "CONFORMANCE_SERVER_UPSTREAM must be stdio or http, not '$UPSTREAM'" ;; esac
 for c in $COLUMNS; do
-  case "$c" in direct|listen|stdio) ;; *) die "CONFORMANCE_SERVER_COLUMNS takes direct, listen and stdio, not '$c'" ;; esac
+  case "$c" in direct|listen|bridge|stdio) ;; *) die "CONFORMANCE_SERVER_COLUMNS takes direct, listen, bridge and stdio, not '$c'" ;; esac
 done
 ensure_node
 log "node $("$NODE" --version) ($NODE)"
+# Node 22 keeps compiled code here between its ~400 processes: about a quarter of each start-up.
+export NODE_COMPILE_CACHE=${NODE_COMPILE_CACHE:-$PWD/.ci/node/compile-cache}
 rm -rf "$OUT"
 mkdir -p "$OUT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mcprelay-conformance-server.XXXXXX")
@@ -224,17 +235,21 @@ done
 start_fixture
 write_gateway_config
 column_on listen && start_listen
-column_on stdio && start_bridge
+column_on bridge && start_bridge bridge BRIDGE_PORT "$VENV_BIN/python" -m mcprelay.testing.fixture_server --stdio
+column_on stdio && start_bridge stdio-bridge STDIO_PORT "$VENV_BIN/mcprelay" --config "$TMP/gateway.json" \
+  --home "$TMP/stdio-homes/{child}" serve --stdio
 log "fixture at http://127.0.0.1:$FIXTURE_PORT/mcp" \
   "${LISTEN_PORT:+; serve --listen at http://127.0.0.1:$LISTEN_PORT/mcp}" \
-  "${BRIDGE_PORT:+; serve --stdio behind the bridge at http://127.0.0.1:$BRIDGE_PORT/mcp}" "(upstream over $UPSTREAM)"
+  "${BRIDGE_PORT:+; the fixture over stdio behind the bridge at http://127.0.0.1:$BRIDGE_PORT/mcp}" \
+  "${STDIO_PORT:+; serve --stdio behind the bridge at http://127.0.0.1:$STDIO_PORT/mcp}" "(upstream over $UPSTREAM)"
 
 for task in "${ALL[@]}"; do
   read -r v row <<<"$task"
   TASKS+=("$v direct http://127.0.0.1:$FIXTURE_PORT/mcp $row")
   column_on listen && TASKS+=("$v listen http://127.0.0.1:$LISTEN_PORT/mcp $row")
-  if column_on stdio && [[ " $HTTP_TRANSPORT_SCENARIOS " != *" ${row%@*} "* ]]; then
-    TASKS+=("$v stdio http://127.0.0.1:$BRIDGE_PORT/mcp $row")
+  if [[ " $HTTP_TRANSPORT_SCENARIOS " != *" ${row%@*} "* ]]; then
+    column_on bridge && TASKS+=("$v bridge http://127.0.0.1:$BRIDGE_PORT/mcp $row")
+    column_on stdio && TASKS+=("$v stdio http://127.0.0.1:$STDIO_PORT/mcp $row")
   fi
 done
 log "${#ALL[@]} rows, ${#TASKS[@]} scenario runs, $JOBS at a time, timeout ${TIMEOUT_MS} ms each"
@@ -254,119 +269,13 @@ cp "$TMP/listen-home/logs/mcprelay.log" "$OUT/gateway-diagnostic.log" 2>/dev/nul
 for home in "$TMP"/stdio-homes/*; do  # each `serve --stdio` child's own logs, beside its stderr
   [ -d "$home/logs" ] || continue
   n=$(basename "$home")
-  cp "$home/logs/mcprelay.log" "$OUT/stdio-children/child-$n.diagnostic.log" 2>/dev/null || true
-  cp "$home/logs/upstreams/fixture.log" "$OUT/stdio-children/child-$n.upstream.log" 2>/dev/null || true
+  cp "$home/logs/mcprelay.log" "$OUT/stdio-bridge-children/child-$n.diagnostic.log" 2>/dev/null || true
+  cp "$home/logs/upstreams/fixture.log" "$OUT/stdio-bridge-children/child-$n.upstream.log" 2>/dev/null || true
 done
 
 # ---- verdict --------------------------------------------------------------------------------------------
 printf '%s\n' "${ALL[@]}" >"$OUT/rows.txt"
-"$PY" - "$OUT" "$BASELINE" "$COLUMNS" "$HTTP_TRANSPORT_SCENARIOS" "$(( $(date +%s) - t0 ))" <<'EOF'
-import json, os, re, sys
-out, baseline_path, columns, transport, elapsed = sys.argv[1], sys.argv[2], sys.argv[3].split(), set(sys.argv[4].split()), sys.argv[5]
-GATEWAY = [c for c in ("listen", "stdio") if c in columns]
-
-def result(v, column, row):
-    try:
-        status, secs, detail = open(f"{out}/{v}/{column}/{row}/result").read().rstrip("\n").split("\t", 2)
-        return status, float(secs), detail
-    except (OSError, ValueError):
-        return "fail", 0.0, "no result recorded"
-
-# Baseline: "<version|*> <row> [direct|listen|stdio] # reason"; no column means every gateway column.
-entries = []
-for line in open(baseline_path) if os.path.exists(baseline_path) else []:
-    body, _, reason = line.partition("#")
-    words = body.split()
-    if len(words) >= 2:
-        entries.append((words[0], words[1], words[2] if len(words) > 2 else None, reason.strip() or "baselined"))
-
-def baselined(v, row, column):
-    for ver, name, col, reason in entries:
-        if ver in (v, "*") and name == row and (col == column or (col is None and column != "direct")):
-            return reason
-    return None
-
-rows = [line.split(" ", 1) for line in open(f"{out}/rows.txt").read().splitlines()]
-table, md, failures, candidates, notes = [], [], [], [], []
-counts = {"ok": 0, "FAIL": 0, "XFAIL": 0, "n/a": 0, "skip": 0}
-for v, row in rows:
-    scenario = row.split("@")[0]
-    d = result(v, "direct", row)
-    cells = {"direct": d}
-    for c in GATEWAY:
-        cells[c] = ("n/a", 0.0, "tests the HTTP transport (here: the bridge)") if c == "stdio" and scenario in transport else result(v, c, row)
-    problems, expected, note = [], [], []
-    if d[0] == "fail":
-        reason = baselined(v, row, "direct")
-        if reason:
-            expected.append("direct")
-            note.append(f"fails directly (baseline: {reason})")
-        else:
-            problems.append("direct")
-            note.append(f"fails directly: {d[2]}")
-            candidates.append(f"{v} {row} direct # {d[2][:200]}")
-    for c in GATEWAY:
-        status, secs, detail = cells[c]
-        reason = baselined(v, row, c)
-        if d[0] != "fail" and status == "fail":
-            if reason:
-                expected.append(c)
-                note.append(f"{c}: baseline: {reason}")
-            else:
-                problems.append(c)
-                note.append(f"{c}: {detail}")
-                failures.append((v, row, c))
-                candidates.append(f"{v} {row} {c} # {detail[:200]}")
-        elif d[0] == "fail" and status != "fail" and status != "n/a":
-            note.append(f"passes through {c} only")
-    if problems:
-        verdict = "FAIL"
-    elif expected:
-        verdict = "XFAIL"
-    elif d[0] == "skip" and all(cells[c][0] in ("skip", "n/a") for c in GATEWAY):
-        verdict = "skip"
-    else:
-        verdict = "ok"
-    counts[verdict] += 1
-    for ver, name, col, reason in entries:  # an entry for a column that no longer fails can go
-        if ver in (v, "*") and name == row:
-            for c in [col] if col else GATEWAY:
-                if c in cells and cells[c][0] not in ("fail", "n/a") and not (c != "direct" and d[0] == "fail"):
-                    note.append(f"baselined for {c} but not failing there: remove the entry? ({reason})")
-    times = "/".join(f"{cells[c][1]:.1f}" for c in ["direct", *GATEWAY])
-    table.append(f"{v:<15} {row:<54} {d[0]:<6} " + " ".join(f"{cells[c][0]:<6}" for c in GATEWAY)
-                 + f" {verdict:<6} {times:>14}s  {'; '.join(note)}")
-    md.append(f"| {v} | {row} | {d[0]} | " + " | ".join(cells[c][0] for c in GATEWAY) + f" | {verdict} | "
-              + "; ".join(note).replace("|", "\\|") + " |")
-
-print()
-print(f"{'version':<15} {'row':<54} {'direct':<6} " + " ".join(f"{c:<6}" for c in GATEWAY) + f" {'result':<6} {'seconds':>15}  notes")
-print("\n".join(table))
-print()
-summary = (f"{len(rows)} rows: {counts['ok']} ok, {counts['XFAIL']} expected failures (baselined), {counts['skip']} skipped by the suite, "
-           f"{counts['FAIL']} FAIL (" + ", ".join(f"{c} {sum(1 for f in failures if f[2] == c)}" for c in GATEWAY)
-           + f", direct {sum(1 for line in candidates if line.split()[2] == 'direct')}); {elapsed} s")
-print(f"conformance-server: {summary}")
-with open(f"{out}/summary.md", "w") as f:
-    f.write("| version | row | direct | " + " | ".join(GATEWAY) + " | result | notes |\n")
-    f.write("| --- | --- | --- | " + " | ".join("---" for _ in GATEWAY) + " | --- | --- |\n")
-    f.write("\n".join(md) + f"\n\n{summary}\n")
-with open(f"{out}/baseline-candidate.txt", "w") as f:
-    f.write("# Every unexpected failure of this run, in the baseline's format (reason: the first failing check).\n")
-    f.write("\n".join(candidates) + "\n")
-with open(f"{out}/failures.md", "w") as f:
-    for v, row, c in failures:
-        f.write(f"## {v} {row} — {c}\n\n")
-        for path in sorted(__import__("glob").glob(f"{out}/{v}/{c}/{row}/suite/**/checks.json", recursive=True)):
-            for check in json.load(open(path)):
-                if check.get("status") in ("FAILURE", "WARNING"):
-                    f.write(f"- {check['status']} `{check.get('id')}`: {check.get('errorMessage') or check.get('description')}\n")
-                    details = check.get("details")
-                    if details:
-                        f.write(f"  - details: `{json.dumps(details)[:1500]}`\n")
-        f.write(f"\nlogs: {out}/{v}/{c}/{row}/\n\n")
-sys.exit(1 if counts["FAIL"] else 0)
-EOF
+"$PY" .ci/conformance_server_verdict.py "$OUT" "$BASELINE" "$COLUMNS" "$HTTP_TRANSPORT_SCENARIOS" "$(( $(date +%s) - t0 ))"
 rc=$?
 if [ "$rc" -ne 0 ]; then
   log "FAILED: see the rows marked FAIL; every failing check is in $OUT/failures.md," \
