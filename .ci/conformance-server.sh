@@ -63,8 +63,8 @@ HTTP_TRANSPORT_SCENARIOS="dns-rebinding-protection http-header-validation http-c
 # shellcheck source=.ci/lib.sh
 . .ci/lib.sh
 
-# ---- one scenario against one target -------------------------------------------------------------
-run_one() {  # version column url row -> $OUT/<v>/<column>/<row>/result: status<TAB>seconds<TAB>summary
+# ---- scenario runs: one scenario, or a whole batch of them in one node process -----------------------
+run_one() {  # version column url row -> $OUT/<v>/<column>/<row>/{output.txt,suite/,result}
   local v=$1 column=$2 url=$3 row=$4 dir=$OUT/$1/$2/$4 start end rc
   local scenario=${row%@*} extra=()
   [ "$scenario" = "$row" ] || extra=(--spec-version "${row#*@}")
@@ -76,39 +76,30 @@ run_one() {  # version column url row -> $OUT/<v>/<column>/<row>/result: status<
     "${extra[@]}" -o "$dir/suite" >"$dir/output.txt" 2>&1 </dev/null
   rc=$?
   end=$(date +%s%N)
-  "$PY" - "$dir" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')" <<'EOF' >"$dir/result"
-import glob, json, re, sys
-d, rc, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-out = re.sub(r"\x1b\[[0-9;]*m", "", open(f"{d}/output.txt", errors="replace").read())
-checks = []
-for path in glob.glob(f"{d}/suite/**/checks.json", recursive=True):
-    try:
-        checks += json.load(open(path))
-    except Exception:
-        pass
-count = {k: sum(1 for c in checks if c.get("status") == k) for k in ("SUCCESS", "FAILURE", "WARNING", "SKIPPED")}
-bad = [c for c in checks if c.get("status") in ("FAILURE", "WARNING")]
-# Passing: the suite exits 0 and records no FAILURE and no WARNING. Nothing recorded but skips: skip.
-if rc == 0 and not bad:
-    status = "pass" if count["SUCCESS"] else "skip"
-else:
-    status = "fail"
-parts = [f"{count['SUCCESS']} ok, {count['FAILURE']} failed, {count['WARNING']} warnings"]
-for c in bad[:2]:
-    parts.append(f"{c.get('status')} {c.get('id')}: {str(c.get('errorMessage') or c.get('description') or '')[:160]}")
-if len(bad) > 2:
-    parts.append(f"... {len(bad) - 2} more")
-if rc in (124, 137):
-    parts.append("killed by the outer timeout")
-if not checks and rc != 0:
-    tail = [l for l in out.strip().splitlines() if l.strip()][-2:]
-    parts.append("no checks recorded: " + " | ".join(tail)[:200])
-print("\t".join([status, secs, "; ".join(parts).replace("\t", " ").replace("\n", " ")]))
-EOF
+  "$PY" .ci/conformance_server_results.py row "$dir" "$rc" "$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
 }
 
-if [ "${1:-}" = "--run-one" ]; then  # internal: used for parallel runs
-  NODE=$2; run_one "$3" "$4" "$5" "$6"; exit 0
+run_batch() {  # version column url wire -> every scenario applicable at that wire, in one node process
+  local v=$1 column=$2 url=$3 wire=$4 dir=$OUT/$1/$2/.batch-$4 extra=() limit
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  [ ! -e "$OUT/$v/.has-timeout" ] || extra+=(--timeout "$TIMEOUT_MS")
+  limit=$(( $(wc -l <"$OUT/$v/batch-$wire.txt") * (TIMEOUT_MS / 1000 + 5) + 60 ))
+  timeout -k 5 "$limit" "$NODE" "$(suite_main "$v")" server --url "$url" --suite all --spec-version "$wire" \
+    "${extra[@]}" -o "$dir/suite" >"$dir/output.txt" 2>&1 </dev/null
+  echo $? >"$dir/rc"
+  "$PY" .ci/conformance_server_results.py split "$dir" "$OUT/$v/$column" "$wire" "$OUT/$v/batch-$wire.txt" \
+    "$(date +%s.%N)"
+}
+
+if [ "${1:-}" = "--run" ]; then  # internal: one task of the parallel runs
+  NODE=$2
+  shift 2
+  case "$1" in
+    one) run_one "$2" "$3" "$4" "$5" ;;
+    batch) run_batch "$2" "$3" "$4" "$5" ;;
+  esac
+  exit 0
 fi
 
 # ---- servers: the fixture, the gateway, the bridge; loopback only -------------------------------------
@@ -208,17 +199,28 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mcprelay-conformance-server.XXXXXX")
 
-declare -a ALL=() TASKS=()
+declare -a ALL=() TASKS=() SINGLE=() BATCHES=()
+[ "$SCENARIO_GLOBS" = "*" ] && BATCH=${CONFORMANCE_SERVER_BATCH:-1} || BATCH=0
 for v in $VERSIONS; do
   ensure_suite "$v" || die "cannot install @modelcontextprotocol/conformance@$v"
   list=$("$NODE" "$(suite_main "$v")" list --server 2>&1) || die "'conformance list' failed for $v: $list"
   mkdir -p "$OUT/$v"
   if "$NODE" "$(suite_main "$v")" server --help 2>/dev/null | grep -q -- '--timeout'; then touch "$OUT/$v/.has-timeout"; fi
   while read -r name tags; do
-    rows=("$name")
-    # A scenario for 2026-07-28 and earlier revisions: also at the 2026-07-28 wire.
-    if [ "$WIRE_ROWS" = 1 ] && [[ $tags == *"$MODERN"* ]] && [[ $tags =~ 20(24|25)- ]]; then rows+=("$name@$MODERN"); fi
-    for row in "${rows[@]}"; do
+    # The row's wire: extension scenarios have none (they run alone, as the suite decides); a scenario
+    # for 2026-07-28 only runs at 2026-07-28; any other at 2025-11-25, the suite's default, and, when it
+    # is for 2026-07-28 too, again at 2026-07-28 as the row NAME@2026-07-28.
+    rows=()
+    if [[ $tags == *extension* ]]; then
+      rows+=("$name:")
+    elif [[ $tags =~ 20(24|25)- ]]; then
+      rows+=("$name:2025-11-25")
+      if [ "$WIRE_ROWS" = 1 ] && [[ $tags == *"$MODERN"* ]]; then rows+=("$name@$MODERN:$MODERN"); fi
+    else
+      rows+=("$name:$MODERN")
+    fi
+    for entry in "${rows[@]}"; do
+      row=${entry%:*} wire=${entry##*:}
       match=0
       set -f  # the globs are scenario patterns, not file names
       for g in $SCENARIO_GLOBS; do
@@ -226,9 +228,18 @@ for v in $VERSIONS; do
         [[ $row == $g || ${row%@*} == $g ]] && match=1
       done
       set +f
-      [ $match = 1 ] && ALL+=("$v $row")
+      [ $match = 1 ] || continue
+      ALL+=("$v $row")
+      if [ "$BATCH" = 1 ] && [ -n "$wire" ]; then
+        echo "$row" >>"$OUT/$v/batch-$wire.txt"
+      else
+        SINGLE+=("$v $row")
+      fi
     done
   done < <(printf '%s\n' "$list" | sed -n 's/^ *- \([^ ]*\) *\(.*\)$/\1 \2/p')
+  for wire in 2025-11-25 "$MODERN"; do
+    [ ! -s "$OUT/$v/batch-$wire.txt" ] || BATCHES+=("$v $wire")
+  done
 done
 [ ${#ALL[@]} -gt 0 ] || die "no server scenario matches '$SCENARIO_GLOBS'"
 
@@ -243,21 +254,38 @@ log "fixture at http://127.0.0.1:$FIXTURE_PORT/mcp" \
   "${BRIDGE_PORT:+; the fixture over stdio behind the bridge at http://127.0.0.1:$BRIDGE_PORT/mcp}" \
   "${STDIO_PORT:+; serve --stdio behind the bridge at http://127.0.0.1:$STDIO_PORT/mcp}" "(upstream over $UPSTREAM)"
 
-for task in "${ALL[@]}"; do
-  read -r v row <<<"$task"
-  TASKS+=("$v direct http://127.0.0.1:$FIXTURE_PORT/mcp $row")
-  column_on listen && TASKS+=("$v listen http://127.0.0.1:$LISTEN_PORT/mcp $row")
-  if [[ " $HTTP_TRANSPORT_SCENARIOS " != *" ${row%@*} "* ]]; then
-    column_on bridge && TASKS+=("$v bridge http://127.0.0.1:$BRIDGE_PORT/mcp $row")
-    column_on stdio && TASKS+=("$v stdio http://127.0.0.1:$STDIO_PORT/mcp $row")
-  fi
+url_of() {  # column -> its MCP endpoint
+  case "$1" in
+    direct) echo "http://127.0.0.1:$FIXTURE_PORT/mcp" ;;
+    listen) echo "http://127.0.0.1:$LISTEN_PORT/mcp" ;;
+    bridge) echo "http://127.0.0.1:$BRIDGE_PORT/mcp" ;;
+    stdio) echo "http://127.0.0.1:$STDIO_PORT/mcp" ;;
+  esac
+}
+through_bridge() { [[ " $HTTP_TRANSPORT_SCENARIOS " != *" ${1%@*} "* ]]; }
+# The longest first (stdio, then the bridge: a process per session), the single scenarios last.
+for column in stdio bridge listen direct; do
+  column_on "$column" || continue
+  for batch in "${BATCHES[@]}"; do
+    read -r v wire <<<"$batch"
+    TASKS+=("batch $v $column $(url_of "$column") $wire")
+  done
 done
-log "${#ALL[@]} rows, ${#TASKS[@]} scenario runs, $JOBS at a time, timeout ${TIMEOUT_MS} ms each"
+for single in "${SINGLE[@]}"; do
+  read -r v row <<<"$single"
+  for column in stdio bridge listen direct; do
+    column_on "$column" || continue
+    if [ "$column" = stdio ] || [ "$column" = bridge ]; then through_bridge "$row" || continue; fi
+    TASKS+=("one $v $column $(url_of "$column") $row")
+  done
+done
+log "${#ALL[@]} rows; ${#TASKS[@]} suite runs (${#BATCHES[@]} batch(es) per column, ${#SINGLE[@]} single scenario(s));" \
+  "$JOBS at a time, timeout ${TIMEOUT_MS} ms a scenario"
 (  # a subshell, so that `wait` waits for the scenario runs and not for the servers
   running=0
   for task in "${TASKS[@]}"; do
-    read -r v column url row <<<"$task"
-    bash "$0" --run-one "$NODE" "$v" "$column" "$url" "$row" &
+    # shellcheck disable=SC2086
+    bash "$0" --run "$NODE" $task &
     running=$((running + 1))
     if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
   done

@@ -177,7 +177,9 @@ def main(argv: list[str]) -> int:
             + " |"
         )
     print()
-    print(f"{'version':<15} {'row':<50} " + " ".join(f"{c:<6}" for c in shown) + f" {'result':<6} {'seconds':>20}  notes")
+    print(
+        f"{'version':<15} {'row':<50} " + " ".join(f"{c:<6}" for c in shown) + f" {'result':<6} {'seconds':>20}  notes"
+    )
     print("\n".join(table))
     print()
     by_column = Counter(column for _, _, column, _, _ in failures)
@@ -198,14 +200,19 @@ def main(argv: list[str]) -> int:
     with open(f"{out}/failures.md", "w") as f:
         for version, row, column, extra, run in failures:
             control = CONTROL.get(column)
-            f.write(f"## {version} {row} — {column}" + (f" (checks that fail here and not in {control})" if control else "") + "\n\n")
+            f.write(
+                f"## {version} {row} — {column}"
+                + (f" (checks that fail here and not in {control})" if control else "")
+                + "\n\n"
+            )
             wanted = set(extra) if extra else None
             for check in run.checks:
                 if check.get("status") not in ("FAILURE", "WARNING"):
                     continue
                 if wanted is not None and (str(check.get("id")), str(check.get("name"))) not in wanted:
                     continue
-                f.write(f"- {check['status']} `{check.get('id')}`: {check.get('errorMessage') or check.get('description')}\n")
+                message = check.get("errorMessage") or check.get("description")
+                f.write(f"- {check['status']} `{check.get('id')}`: {message}\n")
                 if check.get("details"):
                     f.write(f"  - details: `{json.dumps(check['details'])[:1500]}`\n")
             if not run.checks:
