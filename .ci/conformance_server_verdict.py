@@ -121,6 +121,8 @@ def judge(
                 notes.append(f"{column}: fails like {CONTROL[column]}")
             elif control.status == "fail" and run.status != "fail":
                 notes.append(f"{column}: passes (its control {CONTROL[column]} does not)")
+            elif control.status == "pass" and run.status == "skip":
+                notes.append(f"{column}: the suite skipped every check here (it ran them for {CONTROL[column]})")
         else:
             failed = run.status == "fail"
             what = run.detail

@@ -177,6 +177,22 @@ def test_lists_are_fixed_ordered_and_keep_raw_schemas(server: ThreadedServer) ->
     assert listings[0]["ttlMs"] == 300_000 and listings[0]["cacheScope"] == "public"
 
 
+def test_the_change_triggers_really_change_a_listing_but_no_name_or_order(server: ThreadedServer) -> None:
+    def snapshot() -> tuple[list[str], str, str]:
+        tools = post(server, "tools/list", {})[1][-1]["result"]["tools"]
+        prompts = post(server, "prompts/list", {})[1][-1]["result"]["prompts"]
+        tool = next(t["description"] for t in tools if t["name"] == "test_dynamic_tool")
+        prompt = next(p["description"] for p in prompts if p["name"] == "test_dynamic_prompt")
+        return [t["name"] for t in tools] + [p["name"] for p in prompts], tool, prompt
+
+    names, tool, prompt = snapshot()
+    call(server, "test_trigger_tool_change")
+    call(server, "test_trigger_prompt_change")
+    after = snapshot()
+    assert after[0] == names
+    assert after[1] != tool and after[2] != prompt
+
+
 @pytest.mark.anyio
 async def test_a_listen_stream_is_acknowledged_then_told_of_list_changes(server: ThreadedServer) -> None:
     params = {"notifications": {"toolsListChanged": True}, "_meta": envelope()}

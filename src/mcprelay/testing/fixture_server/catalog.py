@@ -6,10 +6,11 @@ Resources: ``test://static-text``, ``test://static-binary`` (a PNG), ``test://wa
 URI in ``data``, never an empty ``contents``.
 
 Prompts: ``test_simple_prompt``, ``test_prompt_with_arguments(arg1, arg2)``,
-``test_prompt_with_embedded_resource(resourceUri)``, ``test_prompt_with_image`` and
+``test_prompt_with_embedded_resource(resourceUri)``, ``test_prompt_with_image``,
 ``test_input_required_result_prompt``, which needs the user's input (both eras, see
-:mod:`.asking`). Completion offers values for ``arg1``/``arg2`` of the argument prompt and for the
-template's ``id``, filtered by what has been typed so far.
+:mod:`.asking`), and ``test_dynamic_prompt``, whose listing ``test_trigger_prompt_change`` changes.
+Completion offers values for ``arg1``/``arg2`` of the argument prompt and for the template's ``id``,
+filtered by what has been typed so far.
 """
 
 from __future__ import annotations
@@ -112,8 +113,22 @@ PROMPTS: tuple[dict[str, Any], ...] = (
         "title": "Prompt that asks the user",
         "description": "Asks the user for context before answering (elicitation)",
     },
+    {
+        "name": "test_dynamic_prompt",
+        "title": "Dynamic prompt",
+        "description": "Changes with test_trigger_prompt_change",
+    },
 )
 _PROMPT_NAMES = {p["name"] for p in PROMPTS}
+
+
+def list_prompts(state: FixtureState) -> list[dict[str, Any]]:
+    """The prompts; ``test_dynamic_prompt``'s description names the current revision."""
+    out = [dict(p) for p in PROMPTS]
+    for prompt in out:
+        if prompt["name"] == "test_dynamic_prompt":
+            prompt["description"] = f"Changes with test_trigger_prompt_change (revision {state.prompts_revision})"
+    return out
 
 
 def _user(content: dict[str, Any]) -> dict[str, Any]:
@@ -143,6 +158,8 @@ async def get_prompt(ctx: Ctx, name: str, arguments: Mapping[str, str]) -> dict[
                 _user({"type": "text", "text": "Please process the embedded resource above."}),
             ]
         }
+    if name == "test_dynamic_prompt":
+        return {"messages": [_user({"type": "text", "text": "A prompt whose listing changes."})]}
     if name == "test_prompt_with_image":
         return {
             "messages": [

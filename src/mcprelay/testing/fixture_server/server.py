@@ -30,7 +30,7 @@ from mcprelay.testing.fixture_server import catalog
 from mcprelay.testing.fixture_server.asking import CapabilityMissing, InputRequired, is_modern
 from mcprelay.testing.fixture_server.content import SERVER_NAME, SERVER_VERSION
 from mcprelay.testing.fixture_server.state import FixtureState
-from mcprelay.testing.fixture_server.tools import BY_NAME, TOOLS, tool_error
+from mcprelay.testing.fixture_server.tools import BY_NAME, TOOLS, describe, tool_error
 
 Ctx = ServerRequestContext[Any, Any]
 
@@ -100,7 +100,7 @@ def build_server(state: FixtureState | None = None) -> FixtureServer:
     listen = ListenHandler(state.bus)
 
     async def list_tools(ctx: Ctx, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
-        return {"tools": [tool.listing() for tool in TOOLS]}
+        return {"tools": [describe(tool, state) for tool in TOOLS]}
 
     async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> dict[str, Any]:
         tool = BY_NAME.get(params.name)
@@ -139,7 +139,7 @@ def build_server(state: FixtureState | None = None) -> FixtureServer:
         return {}
 
     async def list_prompts(ctx: Ctx, params: types.PaginatedRequestParams | None) -> dict[str, Any]:
-        return {"prompts": [dict(p) for p in catalog.PROMPTS]}
+        return {"prompts": catalog.list_prompts(state)}
 
     async def get_prompt(ctx: Ctx, params: types.GetPromptRequestParams) -> dict[str, Any]:
         try:

@@ -49,6 +49,8 @@ class FixtureState:
     log_levels: dict[str, str] = field(default_factory=dict)
     subscribers: dict[str, dict[str, ServerSession]] = field(default_factory=dict)  # uri -> connection -> session
     watched_version: int = 0
+    tools_revision: int = 0  # bumped by test_trigger_tool_change: test_dynamic_tool's description changes
+    prompts_revision: int = 0  # bumped by test_trigger_prompt_change: test_dynamic_prompt's description changes
 
     # ---- logging ------------------------------------------------------------------------------
     def set_log_level(self, ctx: ServerRequestContext[Any, Any], level: str) -> None:

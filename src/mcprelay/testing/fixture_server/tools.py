@@ -169,20 +169,36 @@ async def touch_watched_resource(ctx: Ctx, state: FixtureState, args: dict[str, 
 
 
 async def trigger_tool_change(ctx: Ctx, state: FixtureState, args: dict[str, Any]) -> dict[str, Any]:
+    state.tools_revision += 1
     await announce(ctx, state, "tools")
-    return text("tools/list_changed announced")
+    return text(f"test_dynamic_tool is now at revision {state.tools_revision}; tools/list_changed sent")
 
 
 async def trigger_prompt_change(ctx: Ctx, state: FixtureState, args: dict[str, Any]) -> dict[str, Any]:
+    state.prompts_revision += 1
     await announce(ctx, state, "prompts")
-    return text("prompts/list_changed announced")
+    return text(f"test_dynamic_prompt is now at revision {state.prompts_revision}; prompts/list_changed sent")
+
+
+async def dynamic_tool(ctx: Ctx, state: FixtureState, args: dict[str, Any]) -> dict[str, Any]:
+    return text(f"test_dynamic_tool at revision {state.tools_revision}")
+
+
+def describe(tool: FixtureTool, state: FixtureState) -> dict[str, Any]:
+    """A tool's listing; ``test_dynamic_tool``'s description names the current revision."""
+    listing = tool.listing()
+    if tool.name == "test_dynamic_tool":
+        listing["description"] = (
+            f"Its description changes when test_trigger_tool_change runs (revision {state.tools_revision})"
+        )
+    return listing
 
 
 async def announce(ctx: Ctx, state: FixtureState, kind: str) -> None:
     """A list-changed notification: to listen streams (2026) and to the calling connection (2025).
 
-    The lists themselves stay fixed, so that runs sharing one fixture process cannot disturb
-    each other's listings; clients simply list again and find the same entries.
+    The change is real but keeps every name and the order (only a description changes), so runs
+    that share one fixture process do not disturb each other's listings.
     """
     await state.bus.publish(ToolsListChanged() if kind == "tools" else PromptsListChanged())
     if not is_modern(ctx):
@@ -453,8 +469,11 @@ TOOLS: tuple[FixtureTool, ...] = (
         "Changes test://watched-resource and notifies subscribers.",
         touch_watched_resource,
     ),
-    FixtureTool("test_trigger_tool_change", "Announces a tools list change.", trigger_tool_change),
-    FixtureTool("test_trigger_prompt_change", "Announces a prompts list change.", trigger_prompt_change),
+    FixtureTool(
+        "test_trigger_tool_change", "Changes test_dynamic_tool and notifies list changes.", trigger_tool_change
+    ),
+    FixtureTool("test_trigger_prompt_change", "Changes test_dynamic_prompt and notifies.", trigger_prompt_change),
+    FixtureTool("test_dynamic_tool", "Its description changes when test_trigger_tool_change runs.", dynamic_tool),
     FixtureTool("test_logging_tool", "Logs once at info level, if the client asked for logs.", logging_tool),
     FixtureTool("test_missing_capability", "Needs the client's sampling capability.", missing_capability),
     FixtureTool("test_streaming_elicitation", "Asks the user for a value while the call runs.", streaming_elicitation),
