@@ -114,8 +114,8 @@ cleanup() {
   for pid in "${PIDS[@]}"; do  # each was started with setsid: its id is its process group's
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   done
-  for pid in "${PIDS[@]}"; do
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  for pid in "${PIDS[@]}"; do  # 5 s each: `serve --listen` takes about 2.5 s to stop on SIGTERM
+    for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null || true
   done
   [ -z "$TMP" ] || rm -rf "$TMP"
