@@ -27,6 +27,10 @@ from pydantic import ValidationError
 from mcprelay.httpclient import USER_AGENT
 from mcprelay.related import RelatedRequestTagging
 
+#: Marks, in an error's ``data``, a JSON-RPC error the transport made up for a response it could not parse:
+#: the server sent no error at all, so it is not its error to pass on.
+SYNTHESIZED_ERROR_KEY = "dev.mcprelay/synthesized"
+
 #: Called (synchronously, from the session's reader) once the server's side of the connection has ended.
 OnClosed = Callable[[], None]
 
@@ -142,6 +146,7 @@ def _as_error_response(error: ValidationError) -> SessionMessage | None:
                 data = types.ErrorData(
                     code=types.INTERNAL_ERROR,
                     message=f"the server's response is not a valid JSON-RPC response ({what})",
+                    data={SYNTHESIZED_ERROR_KEY: True},
                 )
                 return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=data))
     return None

@@ -48,6 +48,7 @@ from mcprelay.gateway.catalog.eras import TranslationError, for_client, is_moder
 from mcprelay.gateway.catalog.names import Namespace, split_name
 from mcprelay.gateway.catalog.origin import Origin, level_admits
 from mcprelay.gateway.catalog.rewrite import result_to_agent, sampling_params_to_agent
+from mcprelay.gateway.upstreams.supervisor import UpstreamRpcError
 
 if TYPE_CHECKING:
     from mcprelay.gateway.catalog.router import Gateway
@@ -91,7 +92,8 @@ class Forwarder:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, origin: Origin, *, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Forward ``tools/call``; the result in ``origin``'s protocol version, never an exception.
+        """Forward ``tools/call``; the result in ``origin``'s protocol version. Every failure of the
+        gateway's is an ``isError`` result; the upstream's own JSON-RPC error is raised as ``MCPError``.
 
         ``extra`` carries the retry fields of a multi round-trip request (``inputResponses``,
         ``requestState``).
@@ -136,6 +138,10 @@ class Forwarder:
         except McpRelayError as exc:
             call.fail(exc)
             result = call.error_result(origin.version)
+        except UpstreamRpcError as exc:  # the upstream's own protocol error: the agent gets exactly that
+            call.status, call.error_type = "error", str(ErrorType.UPSTREAM_ERROR)
+            self._record(call, 0)
+            raise MCPError.from_error_data(exc.error) from None
         return call, result
 
     # ------------------------------------------------------------------ prompts, resources, completion
@@ -349,7 +355,7 @@ class Forwarder:
             if parked.finished.is_set():
                 self._parked.pop(parked.id, None)
                 if parked.error is not None:
-                    if isinstance(parked.error, McpRelayError):
+                    if isinstance(parked.error, McpRelayError | UpstreamRpcError):
                         raise parked.error
                     raise McpRelayError(
                         ErrorType.UPSTREAM_ERROR, f"{parked.what} on {parked.upstream.name} failed: {parked.error}",

@@ -25,6 +25,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
+from mcp.shared.inbound import x_mcp_header_map
 from mcp.shared.uri_template import InvalidUriTemplate, UriTemplate
 
 from mcprelay.activity import ActivityLog
@@ -48,6 +49,9 @@ class RoutedTool:
     name: str
     upstream: Upstream
     tool: types.Tool
+    #: Its input schema marks parameters as ``x-mcp-header`` (2026-07-28): an HTTP request for it carries
+    #: ``Mcp-Param-*`` headers the SDK's server validates against the body.
+    param_headers: bool = False
 
 
 @dataclass
@@ -274,7 +278,7 @@ class Gateway:
                 if name in catalog.tool_map:
                     _shadowed(upstream, "tool", name, catalog.tool_map[name].upstream)
                     continue
-                routed = RoutedTool(name, upstream, tool)
+                routed = RoutedTool(name, upstream, tool, _has_param_headers(tool.input_schema))
                 catalog.tools.append(routed)
                 catalog.tool_map[name] = routed
             for prompt in upstream.catalog.prompts:
@@ -375,17 +379,30 @@ class Gateway:
     # ------------------------------------------------------------------ log levels
 
     def set_log_level(self, session: object, level: str | None) -> None:
-        """A handshake-era agent session asked for ``level`` (``None``: it went away)."""
+        """A handshake-era agent session asked for ``level`` (``None``: it went away); upstreams follow soon."""
+        self._record_level(session, level)
+        if self._tg is not None:
+            self._tg.start_soon(self._tell_upstreams_level)
+
+    async def apply_log_level(self, session: object, level: str) -> None:
+        """Like :meth:`set_log_level`, returning once the upstreams were told (``logging/setLevel`` answers
+        after that, so a message logged by the agent's very next call is not filtered at the old level)."""
+        self._record_level(session, level)
+        with anyio.move_on_after(5):
+            await self._tell_upstreams_level()
+
+    def _record_level(self, session: object, level: str | None) -> None:
         if level is None:
             self._log_levels.pop(session, None)
         else:
             self._log_levels[session] = level
+
+    async def _tell_upstreams_level(self) -> None:
         wanted = self._wanted_log_level()
-        if self._tg is None:
-            return
-        for upstream in self.upstreams.values():
-            if upstream.log_level != wanted:
-                self._tg.start_soon(upstream.set_log_level, wanted)
+        async with anyio.create_task_group() as tg:
+            for upstream in list(self.upstreams.values()):
+                if upstream.log_level != wanted:
+                    tg.start_soon(upstream.set_log_level, wanted)
 
     def session_log_level(self, session: object) -> str | None:
         return self._log_levels.get(session)
@@ -396,6 +413,13 @@ class Gateway:
             return None
         return min(self._log_levels.values(), key=lambda level: LOG_LEVELS.index(level)  # type: ignore[arg-type]
                    if level in LOG_LEVELS else 0)
+
+
+def _has_param_headers(schema: Any) -> bool:
+    try:
+        return bool(x_mcp_header_map(schema))
+    except Exception:  # a schema too odd to read is the SDK's to judge: treat it as carrying headers
+        return True
 
 
 def _shadowed(upstream: Upstream, what: str, name: str, holder: Upstream) -> None:

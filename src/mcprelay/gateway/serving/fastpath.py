@@ -36,7 +36,12 @@ import anyio
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp.shared.exceptions import MCPError
-from mcp.shared.inbound import InboundModernRoute, classify_inbound_request, find_duplicated_routing_header
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundModernRoute,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from starlette.datastructures import Headers
@@ -202,11 +207,18 @@ async def _answer(downstream: Downstream, call: PlainCall, version: str, origin:
             call.name, call.arguments, origin,
             server_info=downstream.server_info() if version in MODERN_PROTOCOL_VERSIONS else None,
         )
+    except MCPError as exc:  # the upstream's own protocol error, passed on as it is
+        return _error_line(call.request_id, exc.error.model_dump(by_alias=True, mode="json", exclude_none=True))
     except Exception as exc:  # a bug of ours: the client still gets an answer
         logger.exception("tools/call %s taken by the fast path failed", call.name)
-        error = {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"}
-        return json.dumps({"jsonrpc": "2.0", "id": call.request_id, "error": error}).encode()
+        return _error_line(call.request_id,
+                           {"code": types.INTERNAL_ERROR, "message": f"mcprelay: {type(exc).__name__}: {exc}"})
     return head + text.encode() + b"}"
+
+
+def _error_line(request_id: str | int, error: dict[str, Any]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
 
 
 def _loads(data: bytes) -> dict[str, Any] | None:
@@ -364,8 +376,9 @@ class _HttpReply:
                 self.gone = True
                 raise anyio.ClosedResourceError from None
 
-    async def finish(self, line: bytes | None) -> None:
-        """The result (``None``: the call was cancelled, which gets no JSON-RPC response)."""
+    async def finish(self, line: bytes | None, status: int = 200) -> None:
+        """The result (``None``: the call was cancelled, which gets no JSON-RPC response); ``status`` is the
+        HTTP status for a plain-JSON answer (a 2026-07-28 error maps to 400 or 404, as the SDK's does)."""
         async with self._lock:
             if self.gone:
                 return
@@ -377,7 +390,7 @@ class _HttpReply:
                     await self._send({"type": "http.response.start", "status": 202, "headers": []})
                     await self._send({"type": "http.response.body", "body": b""})
                 else:
-                    await self._send({"type": "http.response.start", "status": 200, "headers": [
+                    await self._send({"type": "http.response.start", "status": status, "headers": [
                         (b"content-type", b"application/json"), (b"content-length", str(len(line)).encode()),
                     ]})
                     await self._send({"type": "http.response.body", "body": line})
@@ -459,7 +472,7 @@ class HttpFastPath:
                     if key not in self._inflight:
                         await self._serve(key, call, version, session, receive, send)
                         return
-                elif modern_version(message, dict(headers)) == version:
+                elif modern_version(message, dict(headers)) == version and not self._needs_header_check(call):
                     await self._serve(None, call, version, None, receive, send)
                     return
             cancelled = cancelled_request(message)
@@ -477,6 +490,11 @@ class HttpFastPath:
         if scope.get("user") is not None:
             return None
         return seam.live_http_transport(self.manager, session)
+
+    def _needs_header_check(self, call: PlainCall) -> bool:
+        """A tool with ``x-mcp-header`` parameters: the SDK's server checks its ``Mcp-Param-*`` headers."""
+        routed = self.downstream.gateway.catalog().tool_map.get(call.name)
+        return routed is None or routed.param_headers
 
     def _origin(self, call: PlainCall, version: str, session_id: str | None, reply: _HttpReply) -> _WireOrigin:
         caps, level = _envelope(call, version)
@@ -519,7 +537,19 @@ class HttpFastPath:
         finally:
             if key is not None:
                 self._inflight.pop(key, None)
-        await reply.finish(line)
+        await reply.finish(line, _http_status(line, version))
+
+
+def _http_status(line: bytes | None, version: str) -> int:
+    """200, or for a 2026-07-28 JSON-RPC error the status the spec's table gives its code."""
+    if line is None or version not in MODERN_PROTOCOL_VERSIONS or not line.startswith(b'{"jsonrpc":"2.0","id":'):
+        return 200
+    if b',"error":' not in line[:200]:
+        return 200
+    message = _loads(line)
+    error = message.get("error") if message else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return ERROR_CODE_HTTP_STATUS.get(code, 200) if isinstance(code, int) else 200
 
 
 async def _empty(send: Send, status: int) -> None:

@@ -52,6 +52,7 @@ from mcprelay.gateway.catalog.forward import error_result
 from mcprelay.gateway.catalog.origin import level_admits
 from mcprelay.gateway.catalog.router import Gateway
 from mcprelay.gateway.catalog.search import ToolIndex, tools_from_schema
+from mcprelay.gateway.upstreams.supervisor import UpstreamRpcError
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ class Downstream:
             on_list_prompts=self._list_prompts,
             on_subscribe_resource=self._subscribe,
             on_unsubscribe_resource=self._unsubscribe,
+            # What the SDK checks a 2026-07-28 call's Mcp-Param-* headers against: the exposed tool's schema.
+            get_tool_input_schema=self._input_schema,
             cache_hints={
                 "tools/list": _NO_CACHE, "prompts/list": _NO_CACHE, "resources/list": _NO_CACHE,
                 "resources/templates/list": _NO_CACHE, "resources/read": _NO_CACHE,
@@ -172,6 +175,10 @@ class Downstream:
         gateway.forward.broadcast_log = self.broadcast_log
         gateway.forward.roots_source = self.everyones_roots
         gateway.forward.elicitation_done = self._elicitation_done
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        routed = self.gateway.catalog().tool_map.get(name)
+        return routed.tool.input_schema if routed is not None else None
 
     def server_info(self) -> dict[str, Any]:
         """The ``serverInfo`` stamp the SDK server puts on 2026-era results (for answers given beside it)."""
@@ -262,7 +269,7 @@ class Downstream:
 
     async def _set_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> HandlerResult:
         """``logging/setLevel`` (handshake era): this connection's threshold, and the upstreams' if lower."""
-        self.gateway.set_log_level(seam.connection_of(ctx.session), params.level)
+        await self.gateway.apply_log_level(seam.connection_of(ctx.session), params.level)
         return types.EmptyResult()
 
     async def broadcast_log(self, params: dict[str, Any]) -> None:
@@ -406,6 +413,8 @@ class Downstream:
             )
         except McpRelayError as exc:
             raise _protocol_error(exc) from None
+        except UpstreamRpcError as exc:  # the upstream's own error, passed on as it is
+            raise MCPError.from_error_data(exc.error) from None
 
     async def _get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> HandlerResult:
         try:
@@ -415,6 +424,8 @@ class Downstream:
             )
         except McpRelayError as exc:
             raise _protocol_error(exc) from None
+        except UpstreamRpcError as exc:  # the upstream's own error, passed on as it is
+            raise MCPError.from_error_data(exc.error) from None
 
     async def _complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> HandlerResult:
         raw = {k: v for k, v in (ctx.params or {}).items() if k != "_meta"}
@@ -422,6 +433,8 @@ class Downstream:
             return await self.gateway.forward.complete(raw, SdkOrigin(self, ctx))
         except McpRelayError as exc:
             raise _protocol_error(exc) from None
+        except UpstreamRpcError as exc:  # the upstream's own error, passed on as it is
+            raise MCPError.from_error_data(exc.error) from None
 
     # ------------------------------------------------------------------ subscriptions
 

@@ -46,7 +46,7 @@ from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant
 from mcprelay.related import related_request, untagged
 from mcprelay.store.base import TokenStore
-from mcprelay.transport import ClientHandlers
+from mcprelay.transport import SYNTHESIZED_ERROR_KEY, ClientHandlers
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,20 @@ def _grant_fingerprint(store: TokenStore, server: str) -> str | None:
     if grant is None:
         return None
     return hashlib.sha256(json.dumps(grant.to_dict(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+class UpstreamRpcError(Exception):
+    """The upstream answered a forwarded request with a JSON-RPC error: its own answer, to pass on as it is.
+
+    Kept apart from :class:`McpRelayError` (the gateway's own failures — not connected, no login, no
+    answer in time), which become structured ``isError`` results; an upstream's protocol error stays a
+    protocol error, with the code, message and data the upstream chose.
+    """
+
+    def __init__(self, error: types.ErrorData, *, server: str, what: str) -> None:
+        super().__init__(f"{what} on {server}: {error.message}")
+        self.error = error
+        self.server = server
 
 
 @dataclass
@@ -576,7 +590,11 @@ class Upstream:
                 self._signals.kick()
             if exc.code == types.REQUEST_TIMEOUT:
                 raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
-            raise self._call_error(what, request_id, exc.message) from None
+            if exc.code == types.CONNECTION_CLOSED or (
+                isinstance(exc.data, dict) and exc.data.get(SYNTHESIZED_ERROR_KEY)
+            ):
+                raise self._call_error(what, request_id, exc.message) from None
+            raise UpstreamRpcError(exc.error, server=self.name, what=what) from None
         except Exception as exc:
             cause = root_cause(exc)
             if auth is not None and auth.last_error is not None and auth.last_error is not before:
