@@ -7,10 +7,12 @@ gateway under sequential echo calls showed those hops as the largest avoidable c
 process. When stdin and stdout are pipes or sockets (how MCP clients spawn a stdio server) this
 module serves the same thing on the event loop itself (``loop.connect_read_pipe`` /
 ``loop.connect_write_pipe``) and hands the SDK server the same pair of streams: received items are
-``SessionMessage`` or, for a line that is not a JSON-RPC message, the validation ``Exception``;
-sent items are ``SessionMessage``, written as one line of JSON each (newline-delimited, as the SDK
-does). Anything else (a terminal, a regular file, ``/dev/null``, Windows, a non-asyncio loop) falls
-back to the SDK's transport.
+``SessionMessage``; sent items are ``SessionMessage``, written as one line of JSON each
+(newline-delimited, as the SDK does). Every line is checked by ``framing.py`` first: a line that is
+not an acceptable JSON-RPC message (too long, too deep, not JSON, an unusable ``id``, …) is answered
+with a JSON-RPC error on the wire at once and goes no further; blank lines are skipped. Where
+stdin/stdout are something else (a terminal, a regular file, ``/dev/null``, Windows, a non-asyncio
+loop) the SDK's transport serves instead.
 
 Like the SDK, while serving, fd 0 reads the null device and fd 1 writes to stderr, so children and
 stray prints cannot touch the wire; both are restored (blocking again) on exit.
@@ -32,6 +34,9 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+from mcprelay.gateway.serving import framing
 
 _CHUNK = 1 << 16
 
@@ -191,38 +196,60 @@ async def pipe_streams(
             write_transport.write(data)
             await protocol.drain()
 
+        async def refuse(refusal: framing.Refusal) -> None:
+            with contextlib.suppress(OSError, RuntimeError):  # the client stopped reading: nothing to tell it
+                await write_line(refusal.body() + b"\n")
+
         async def deliver(line: bytes) -> None:
+            if not line.strip():
+                return  # a blank line is not a message (and a client's "\r\n" leaves "\r")
+            checked = framing.check(line)
+            if isinstance(checked, framing.Refusal):
+                await refuse(checked)
+                return
             if shortcut is not None and shortcut.take(line):
                 return
             try:
-                message = types.jsonrpc_message_adapter.validate_json(
-                    line.decode("utf-8", errors="replace"), by_name=False
-                )
-            except Exception as exc:
-                await read_send.send(exc)
+                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+            except ValidationError as exc:
+                # framing.check passed the envelope, so this is rare; the client still gets an answer.
+                request_id = checked.get("id") if "method" in checked else None
+                what = exc.errors()[0]["msg"] if exc.errors() else "not a JSON-RPC message"
+                await refuse(framing.Refusal(framing.INVALID_REQUEST, f"invalid request: {what}", request_id))
                 return
             await read_send.send(SessionMessage(message))
 
         async def read_lines() -> None:
-            # Split on b"\n" without rescanning: a message spread over many chunks costs linear time.
+            # Split on b"\n" without rescanning: a message spread over many chunks costs linear time. A line
+            # longer than framing allows is not kept: its bytes are counted and dropped up to its newline.
             try:
                 async with read_send:
                     pending = bytearray()
+                    dropped = 0  # bytes of the current line already discarded for being too long
                     while chunk := await reader.read(_CHUNK):
-                        end = chunk.find(b"\n")
-                        if end < 0:
-                            pending += chunk
-                            continue
-                        pending += chunk[:end]
-                        line = bytes(pending)
-                        pending.clear()
-                        await deliver(line)
-                        start = end + 1
+                        start = 0
                         while (end := chunk.find(b"\n", start)) >= 0:
-                            await deliver(chunk[start:end])
+                            if dropped:
+                                await refuse(framing.too_large(dropped + end - start))
+                                dropped = 0
+                            elif pending:
+                                pending += chunk[start:end]
+                                line = bytes(pending)
+                                pending.clear()
+                                await deliver(line)
+                            else:
+                                await deliver(chunk[start:end])
                             start = end + 1
-                        pending += chunk[start:]
-                    if pending:
+                        if dropped:
+                            dropped += len(chunk) - start
+                        else:
+                            pending += chunk[start:]
+                            if len(pending) > framing.MAX_MESSAGE_BYTES:
+                                dropped = len(pending)
+                                pending = bytearray()
+                    if dropped:
+                        await refuse(framing.too_large(dropped))
+                    elif pending:
                         await deliver(bytes(pending))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # the server stopped reading
                 pass
