@@ -151,6 +151,26 @@ async def test_serve_stdio_answers_every_malformed_line_and_keeps_serving(tmp_pa
             assert echo["result"]["content"][0]["text"] == "alive"
 
 
+def test_serve_stdio_frames_lines_that_do_not_come_through_a_pipe(tmp_path: Path) -> None:
+    """stdin a regular file (as a terminal, or Windows, where the wire is read on worker threads): the same
+    framing answers every malformed line, and the well-formed ones reach the server."""
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"a": stdio_server()})
+    wire = tmp_path / "wire.jsonl"
+    init = json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT}).encode()
+    wire.write_bytes(b"\n".join([init, *(line for line, _code, _words in KILLERS)]) + b"\n")
+    with wire.open("rb") as stdin:
+        result = subprocess.run(
+            [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config), "serve", "--stdio"],
+            stdin=stdin, capture_output=True, timeout=60, env=cli_env(home),
+        )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert any(a.get("id") == 0 and "result" in a for a in answers)
+    codes = sorted(a["error"]["code"] for a in answers if "error" in a)
+    assert codes == sorted(code for _line, code, _words in KILLERS)
+
+
 async def test_serve_listen_answers_every_malformed_body_and_keeps_serving(tmp_path: Path) -> None:
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"a": stdio_server()})
