@@ -48,6 +48,7 @@ KILLERS: list[tuple[bytes, int, str]] = [
     (b'{"jsonrpc":"2.0","id":92,"method":"tools/call","params":{"name":"a__echo","arguments":{"text":NaN}}}',
      -32700, "NaN"),
     (b'{"jsonrpc":"2.0","id":{"x":1},"method":"tools/list"}', -32600, '"id" must be'),
+    (b'{"jsonrpc":"2.0","id":NaN,"method":"tools/list"}', -32700, "NaN"),
     (b'{"jsonrpc":"2.0","id":true,"method":"tools/list"}', -32600, '"id" must be'),
     (b'{"jsonrpc":"2.0","id":1.5,"method":"tools/list"}', -32600, '"id" must be'),
     (b'{"jsonrpc":"2.0","id":93,"method":"tools/list","params":["x"]}', -32600, '"params" must be'),
