@@ -37,8 +37,10 @@ from mcprelay.inbound import EDGE_BYTES, Liveness, response_id, too_large_error
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
-#: Seconds the server has to exit after its stdin closes, then after SIGTERM (as the SDK allows).
-EXIT_GRACE = 2.0
+#: Seconds the server has to exit after its stdin closes, then after SIGTERM before SIGKILL. Shorter than
+#: the SDK's 2 s: an agent that spawned ``serve --stdio`` signals the gateway 2 s after closing its stdin,
+#: and the gateway must have ended its upstreams by then (see ``seam.STDIO_EXIT_GRACE``).
+EXIT_GRACE = 1.0
 
 
 async def _spawn(command: str, args: list[str], env: dict[str, str], errlog: TextIO) -> Any:
