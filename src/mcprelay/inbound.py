@@ -25,6 +25,10 @@ import httpx2
 import mcp_types as types
 from mcp.shared.message import SessionMessage
 
+#: Marks, in an error's ``data``, a JSON-RPC error the transport made up for a response it could not parse
+#: or would not keep: the server sent no error at all, so it is not its error to pass on.
+SYNTHESIZED_ERROR_KEY = "dev.mcprelay/synthesized"
+
 #: How much of an oversized message is kept at each end to find its id.
 EDGE_BYTES = 512
 
@@ -69,7 +73,9 @@ def too_large_error(request_id: str | int, size: int, cap: int, *, at_least: boo
         f"the server's answer is {shown} bytes, over the limit of {cap:,} bytes (max_result_bytes); "
         "it was dropped. Raise max_result_bytes in the config if results this large are expected"
     )
-    data = types.ErrorData(code=types.INTERNAL_ERROR, message=message, data={"size": size, "limit": cap})
+    data = types.ErrorData(
+        code=types.INTERNAL_ERROR, message=message, data={SYNTHESIZED_ERROR_KEY: True, "size": size, "limit": cap}
+    )
     return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=data))
 
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from mcprelay.config import DEFAULT_MAX_RESULT_BYTES
 from mcprelay.httpclient import USER_AGENT
+from mcprelay.inbound import SYNTHESIZED_ERROR_KEY as SYNTHESIZED_ERROR_KEY
 from mcprelay.inbound import CappedResponses, Liveness, too_large_error
 from mcprelay.related import RelatedRequestTagging
 from mcprelay.stdio_transport import stdio_transport
@@ -32,9 +33,6 @@ from mcprelay.stdio_transport import stdio_transport
 #: The cap on one message from an upstream when the caller names none (the config's default).
 DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_RESULT_BYTES
 
-#: Marks, in an error's ``data``, a JSON-RPC error the transport made up for a response it could not parse:
-#: the server sent no error at all, so it is not its error to pass on.
-SYNTHESIZED_ERROR_KEY = "dev.mcprelay/synthesized"
 
 #: Called (synchronously, from the session's reader) once the server's side of the connection has ended.
 OnClosed = Callable[[], None]
