@@ -150,7 +150,11 @@ write_gateway_config() {  # -> $TMP/gateway.json: one upstream, the fixture, und
   else
     upstream="{\"command\": \"$VENV_BIN/python\", \"args\": [\"-m\", \"mcprelay.testing.fixture_server\", \"--stdio\"], \"prefix\": false}"
   fi
-  printf '{"token_store": "memory", "mcpServers": {"fixture": %s}}\n' "$upstream" >"$TMP/gateway.json"
+  # owner_only false: the conformance suite cannot send the owner key (Authorization: Bearer …) that a
+  # loopback serve --listen otherwise requires. Only here, in a throwaway home, on a port that lives for
+  # this run (serve --stdio, behind the bridge, has no listener and is not affected).
+  printf '{"token_store": "memory", "owner_only": false, "mcpServers": {"fixture": %s}}\n' "$upstream" \
+    >"$TMP/gateway.json"
 }
 
 start_listen() {  # mcprelay serve --listen on 127.0.0.1:$LISTEN_PORT

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import httpx2
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -221,6 +222,13 @@ async def open_path(spec: PathSpec) -> AsyncIterator[Opened]:
         if params is not None:
             errlog = stack.enter_context(devnull())
             transport = stdio_client(params, errlog=errlog)
+        elif spec.gateway == "relay-http":
+            assert http_url is not None
+            # serve --listen requires its owner key (<home>/gateway.key), as any client of it would send.
+            key = (home / "gateway.key").read_text().strip()
+            http = await stack.enter_async_context(httpx2.AsyncClient(
+                headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30, read=300)))
+            transport = streamable_http_client(http_url, http_client=http)
         else:
             assert http_url is not None
             transport = streamable_http_client(http_url)

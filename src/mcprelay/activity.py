@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -23,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from mcprelay import paths
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ class ActivityLog:
     def _open_for_writing(self) -> sqlite3.Connection | None:
         try:
             return self._connect(create=True)
-        except (OSError, sqlite3.Error) as exc:
+        except (OSError, sqlite3.Error, paths.UnsafePath) as exc:
             log.warning("cannot open activity log %s: %s", self.path, exc)
             return None
 
@@ -346,16 +347,20 @@ class ActivityLog:
         return conn
 
     def _prepare_file(self) -> None:
-        """Create the directory (0700) and the database file (0600) before SQLite does, with umask's modes."""
+        """Create the directory (0700) and the database file (0600) before SQLite does, with umask's modes.
+
+        SQLite opens the file itself (following symlinks) and gives its ``-wal``/``-shm``/``-journal``
+        files the database's mode, so the database is created here without following a symlink, and
+        a symlink where one of its side files goes is refused (``paths.UnsafePath``) before SQLite runs.
+        """
         if self._prepared:
             return
-        directory = self.path.parent
-        if not directory.exists():
-            directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
+        paths.private_dir(self.path.parent)
+        paths.touch_private(self.path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.is_symlink():
+                raise paths.UnsafePath(side, "is a symbolic link; SQLite would write through it")
 
 
 def activity_path(home: Path) -> Path:

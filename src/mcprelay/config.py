@@ -8,15 +8,17 @@ surfaces weeks later as a broken login.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import stat
+import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mcprelay import safejson
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 
 CONFIG_KEY_CALLBACK_PORT = "mcpServers[].oauth.callback_port"
@@ -55,11 +57,53 @@ MCPPROXY_SERVER_FIELDS = frozenset(
 )
 MCPPROXY_OAUTH_FIELDS = frozenset({"use_dynamic_registration", "auth_url", "token_url", "provider"})
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]+")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+
+#: A configuration file larger than this is refused before it is read: real ones are a few KiB, and
+#: reading (and parsing) an arbitrary file whole is how a 47 MB config took 12 s and 544 MB.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+#: Server names mcprelay uses for its own files beside the per-server ones (``state/gateway.json``
+#: is the running gateway's run file, ``state/<server>.json`` a server's login status).
+RESERVED_NAMES = frozenset({"gateway"})
+#: Names Windows will not create as files, whatever the extension (a server's log and state files).
+WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+)
+
+#: The default cap on one upstream message (a tool result), in bytes; ``max_result_bytes`` changes it.
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
+_MIN_RESULT_BYTES = 1024
+_MAX_RESULT_BYTES = 1024 * 1024 * 1024
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: "enabled": "yes" or "callback_port": "8080" is a mistake to report, not a value to guess at.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
+
+
+def _no_control(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain a NUL character")
+    return value
+
+
+def _http_url(value: str) -> str:
+    """An ``http(s)://host…`` URL, checked the way the transports will parse it later."""
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in {"http", "https"}:
+        raise ValueError(f"{value!r} must be an http:// or https:// URL, not {parts.scheme or 'scheme-less'}")
+    if not parts.hostname:
+        raise ValueError(f"{value!r} has no host")
+    del port
+    return value
 
 
 class OAuthConfig(_Strict):
@@ -102,13 +146,23 @@ class OAuthConfig(_Strict):
     def _split_scopes(cls, value: Any) -> Any:
         return value.split() if isinstance(value, str) else value
 
+    @field_validator("client_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str) -> str:
+        return _http_url(value)
+
     @field_validator("redirect_uri")
     @classmethod
     def _loopback_redirect(cls, value: str) -> str:
         if not value:
             return value
-        parts = urlsplit(value)
-        if parts.scheme != "http" or parts.hostname not in {"127.0.0.1", "localhost", "::1"} or not parts.port:
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            port = None
+            parts = urlsplit("")
+        if parts.scheme != "http" or parts.hostname not in {"127.0.0.1", "localhost", "::1"} or not port:
             raise ValueError(
                 "must be a loopback URL with a port, such as http://127.0.0.1:8765/callback (RFC 8252 §7.3)"
             )
@@ -128,12 +182,54 @@ class ServerConfig(_Strict):
     #: or the server's own names and URIs (false; a name another server already uses is skipped).
     prefix: bool = True
     oauth: OAuthConfig = Field(default_factory=OAuthConfig)
+    #: The largest message (tool result) accepted from this server; None: the top-level value.
+    max_result_bytes: int | None = Field(default=None, ge=_MIN_RESULT_BYTES, le=_MAX_RESULT_BYTES)
 
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME_RE.match(value) or "__" in value:
+        if not _NAME_RE.fullmatch(value) or "__" in value:
             raise ValueError("use letters, digits, '-' and '_' only, and no '__' (it separates server and tool)")
+        if value.lower() in RESERVED_NAMES:
+            raise ValueError(
+                f"{value!r} is reserved: mcprelay keeps its own state/{value.lower()}.json; rename the server"
+            )
+        if sys.platform == "win32" and value.lower() in WINDOWS_DEVICE_NAMES:
+            raise ValueError(f"{value!r} is a Windows device name and cannot name the server's files; rename it")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("command")
+    @classmethod
+    def _valid_command(cls, value: str) -> str:
+        return _no_control(value, "command")
+
+    @field_validator("args")
+    @classmethod
+    def _valid_args(cls, value: list[str]) -> list[str]:
+        return [_no_control(arg, "an argument") for arg in value]
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or "=" in name or "\x00" in name:
+                raise ValueError(f"{name!r} is not an environment variable name")
+            _no_control(text, f"the value of {name}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if any(c in text for c in "\r\n\x00"):
+                raise ValueError(f"the value of header {name!r} must not contain CR, LF or NUL")
         return value
 
     @property
@@ -158,6 +254,10 @@ class Config(_Strict):
     first_list_timeout: float = Field(default=5.0, ge=0, le=120)
     #: Plain tool calls answered beside the SDK's server (false: through it; slower, for comparison).
     fast_path: bool = True
+    #: A loopback listener without ``api_key`` still requires the per-home key (``<home>/gateway.key``);
+    #: ``false`` serves anyone who can reach the port (every local user), with a warning at start-up.
+    owner_only: bool = True
+    max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=_MIN_RESULT_BYTES, le=_MAX_RESULT_BYTES)
 
     @field_validator("token_store")
     @classmethod
@@ -202,19 +302,32 @@ def _strip_mcpproxy_fields(
 
 def _normalise(raw: Any, source: str, warnings: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise config_error(f"{source}: the top level must be a JSON object with an 'mcpServers' field")
+        raise config_error(f"{source}: the top level must be a JSON object with an 'mcpServers' field", file=source)
     raw = _strip_mcpproxy_fields(raw, MCPPROXY_TOP_LEVEL_FIELDS, source, warnings)
     servers = raw.get("mcpServers", [])
     if isinstance(servers, dict):
-        servers = [
-            {"name": name, **(body if isinstance(body, dict) else {"_": body})} for name, body in servers.items()
-        ]
+        keyed = []
+        for name, body in servers.items():
+            if not isinstance(body, dict):
+                raise config_error(f"{source}: server {name!r} must be an object", server=name, file=source)
+            inner = body.get("name", name)
+            if inner != name:
+                raise config_error(
+                    f"{source}: server {name!r} has an inner \"name\" {inner!r}; "
+                    "in the keyed shape the key is the name",
+                    suggestion="remove the inner \"name\", or rename the key",
+                    server=name, file=source, field="name",
+                )
+            keyed.append({**body, "name": name})
+        servers = keyed
     if not isinstance(servers, list):
-        raise config_error(f"{source}: 'mcpServers' must be a list of servers or an object keyed by server name")
+        raise config_error(
+            f"{source}: 'mcpServers' must be a list of servers or an object keyed by server name", file=source
+        )
     cleaned = []
     for index, server in enumerate(servers):
         if not isinstance(server, dict):
-            raise config_error(f"{source}: mcpServers[{index}] must be an object")
+            raise config_error(f"{source}: mcpServers[{index}] must be an object", file=source)
         label = f"{source}: server {server.get('name', index)!r}"
         server = _strip_mcpproxy_fields(server, MCPPROXY_SERVER_FIELDS, label, warnings)
         if isinstance(server.get("oauth"), dict):
@@ -229,7 +342,8 @@ def _describe(error: ValidationError, data: dict[str, Any], source: str) -> McpR
     server_name: str | None = None
     if len(loc) >= 2 and loc[0] == "mcpServers" and isinstance(loc[1], int):
         servers = data.get("mcpServers", [])
-        server_name = str(servers[loc[1]].get("name", loc[1])) if loc[1] < len(servers) else str(loc[1])
+        name = servers[loc[1]].get("name", loc[1]) if loc[1] < len(servers) else loc[1]
+        server_name = name if isinstance(name, str) else str(loc[1])
         field = ".".join(str(p) for p in loc[2:]) or "(server)"
         where = f"server {server_name!r}, field {field!r}"
     else:
@@ -258,11 +372,17 @@ def parse_config(raw: Any, source: str = "<config>") -> LoadedConfig:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise _describe(exc, data, source) from None
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for server in config.mcp_servers:
-        if server.name in seen:
-            raise config_error(f"{source}: server {server.name!r} is defined twice", server=server.name)
-        seen.add(server.name)
+        folded = server.name.casefold()
+        if folded in seen:
+            other = seen[folded]
+            same = "twice" if other == server.name else f"twice ({other!r} and {server.name!r} differ only in case, " \
+                "and share their files on macOS and Windows)"
+            raise config_error(f"{source}: server {server.name!r} is defined {same}", server=server.name, file=source)
+        seen[folded] = server.name
+        if server.max_result_bytes is None:
+            server.max_result_bytes = config.max_result_bytes
         label = f"{source}: server {server.name!r}"
         if server.transport == "stdio" and not server.command:
             raise config_error(f"{label}: protocol stdio needs 'command'", server=server.name)
@@ -316,13 +436,31 @@ def _check_grant(oauth: OAuthConfig, label: str, server: str) -> None:
              "(where the ID token from the IdP is)")
 
 
-def load_config(path: Path | None) -> LoadedConfig:
-    """Load ``path``; a missing default file is an empty config, a missing named file is an error."""
-    if path is None:
-        return LoadedConfig(Config(), None, [])
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _size_text(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB" if n >= 1024 * 1024 else f"{n:,} bytes"
+
+
+def read_config_file(path: Path) -> bytes:
+    """The bytes of ``path``: a regular file of at most :data:`MAX_CONFIG_BYTES`, else a config error.
+
+    Opened without blocking (a FIFO must not hang the reader) and checked on the open descriptor, so
+    what is checked is what is read; read with the cap applied, so a file that grows while it is
+    read (or lies about its size, as ``/dev/zero`` does) never costs more than the cap.
+    """
     source = str(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise config_error(
             f"configuration file {source} does not exist",
@@ -330,16 +468,84 @@ def load_config(path: Path | None) -> LoadedConfig:
             file=source,
         ) from None
     except OSError as exc:
-        raise config_error(f"cannot read configuration file {source}: {exc.strerror}", file=source) from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        kind = ""
+        try:
+            kind = f" ({_kind(os.stat(path).st_mode)})" if not stat.S_ISREG(os.stat(path).st_mode) else ""
+        except OSError:
+            pass
         raise config_error(
-            f"{source}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
-            suggestion="fix the JSON syntax (a trailing comma is the usual culprit)",
-            file=source,
+            f"cannot read configuration file {source}{kind}: {exc.strerror or exc}", file=source,
+            suggestion="point --config / MCPRELAY_CONFIG at a readable JSON file",
         ) from None
-    loaded = parse_config(raw, source)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise config_error(
+                f"configuration file {source} is {_kind(info.st_mode)}, not a regular file",
+                suggestion="point --config / MCPRELAY_CONFIG at a JSON file", file=source,
+            )
+        too_big = config_error(
+            f"configuration file {source} is {_size_text(max(info.st_size, MAX_CONFIG_BYTES + 1))}; "
+            f"configuration files are limited to {_size_text(MAX_CONFIG_BYTES)}",
+            suggestion="check that --config names the right file (a config is a few KiB)", file=source,
+        )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise too_big
+        if sys.platform != "win32":
+            os.set_blocking(fd, True)  # a regular file: reads never block for long, and EAGAIN must not occur
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, MAX_CONFIG_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_CONFIG_BYTES:
+                raise too_big
+        return b"".join(chunks)
+    except OSError as exc:
+        raise config_error(f"cannot read configuration file {source}: {exc.strerror or exc}", file=source) from None
+    finally:
+        os.close(fd)
+
+
+def _no_duplicate_keys(source: str) -> Any:
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise config_error(
+                    f"{source}: the key {key!r} appears twice in one object (JSON would keep only the last)",
+                    suggestion="remove one of them", file=source, field=key,
+                )
+            result[key] = value
+        return result
+
+    return pairs_to_dict
+
+
+def parse_config_bytes(data: bytes, source: str) -> LoadedConfig:
+    """A config from the bytes of a file: strict JSON (see :mod:`mcprelay.safejson`), then :func:`parse_config`."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a UTF-8 byte order mark, as Windows editors write it
+    try:
+        raw = safejson.loads(data, object_pairs_hook=_no_duplicate_keys(source))
+    except safejson.JsonRejected as exc:
+        hint = {
+            "not_utf8": "save the file as UTF-8",
+            "not_json": "fix the JSON syntax (a trailing comma is the usual culprit)",
+        }.get(exc.reason, "fix the value; see the README's configuration section")
+        raise config_error(f"{source}: {exc.message}", suggestion=hint, file=source) from None
+    return parse_config(raw, source)
+
+
+def load_config(path: Path | None) -> LoadedConfig:
+    """Load ``path``; a missing default file is an empty config, a missing named file is an error.
+
+    Whatever the file holds, the outcome is a :class:`LoadedConfig` or a ``config_invalid``
+    :class:`McpRelayError` (exit code 2) that names the file and, where it applies, the server and field.
+    """
+    if path is None:
+        return LoadedConfig(Config(), None, [])
+    loaded = parse_config_bytes(read_config_file(path), str(path))
     loaded.path = path
     return loaded
 

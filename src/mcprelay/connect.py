@@ -17,6 +17,7 @@ from mcp.client.client import Client
 
 from mcprelay.config import MACHINE_GRANTS, ServerConfig
 from mcprelay.errors import login_required
+from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
 from mcprelay.oauth.grant import StoredGrant, load_grant
@@ -24,7 +25,7 @@ from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
 from mcprelay.store.base import TokenStore
-from mcprelay.transport import ClientHandlers, OnClosed, open_session, open_stdio_session
+from mcprelay.transport import DEFAULT_MAX_MESSAGE_BYTES, ClientHandlers, OnClosed, open_session, open_stdio_session
 
 #: Runs an interactive login for the server (optionally with the given scopes) and stores the grant.
 Login = Callable[[list[str] | None], Awaitable[None]]
@@ -107,16 +108,20 @@ async def open_upstream(
     request_timeout: float = 60.0,
     handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
+    liveness: Liveness | None = None,
 ) -> AsyncIterator[tuple[Client, OAuth | None]]:
     """An initialized session to ``server`` and the auth plugged into it (None: no OAuth).
 
     ``handlers`` get the server's notifications and requests from the start of the session (the gateway
     relists on ``list_changed`` and relays the rest); ``on_closed`` hears when the server's side ends
-    (the gateway reconnects).
+    (the gateway reconnects); ``liveness`` when bytes last arrived (the gateway's ping consults it).
+    Every message from the server is capped at the server's ``max_result_bytes``.
     """
+    cap = server.max_result_bytes or DEFAULT_MAX_MESSAGE_BYTES
     if server.transport == "stdio":
         async with open_stdio_session(
-            server.command, server.args, server.env, errlog=errlog, handlers=handlers, on_closed=on_closed
+            server.command, server.args, server.env, errlog=errlog, handlers=handlers, on_closed=on_closed,
+            max_message_bytes=cap, liveness=liveness,
         ) as client:
             yield client, None
         return
@@ -135,6 +140,7 @@ async def open_upstream(
         async with open_session(
             server.url, transport=server.transport, auth=auth, headers=server.headers,
             request_timeout=request_timeout, handlers=handlers, on_closed=on_closed,
+            max_message_bytes=cap, liveness=liveness,
         ) as client:
             yield client, auth
     except Exception:

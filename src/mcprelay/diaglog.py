@@ -8,6 +8,7 @@ module is the last line of defence, not the first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from mcprelay import paths
 
 _SECRET_KEYS = frozenset(
     {
@@ -38,10 +41,9 @@ _path: Path | None = None
 
 
 def configure(home: Path) -> Path:
-    """Point the log at ``<home>/logs``; the directory is private to the user."""
+    """Point the log at ``<home>/logs``; the directory is private to the user (see :mod:`mcprelay.paths`)."""
     global _path
-    logs = home / "logs"
-    logs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    logs = paths.private_dir(home / "logs")
     _path = logs / "mcprelay.log"
     return _path
 
@@ -80,12 +82,10 @@ def event(name: str, *, server: str | None, correlation_id: str | None, level: s
     line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
     try:
         with _lock:
-            if _path.exists() and _path.stat().st_size > _MAX_BYTES:
-                os.replace(_path, _path.with_suffix(".log.1"))
-            fd = os.open(_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line.encode())
-            finally:
-                os.close(fd)
-    except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(_path).st_size > _MAX_BYTES:
+                    os.replace(_path, _path.with_suffix(".log.1"))
+            # Never through a symlink, always 0600: a link planted here would otherwise choose the file.
+            paths.append_private(_path, line.encode())
+    except (OSError, paths.UnsafePath):
         pass

@@ -19,17 +19,20 @@ from mcp.client import Transport
 from mcp.client.client import Client
 from mcp.client.session import ElicitationFnT, ListRootsFnT, LoggingFnT, MessageHandlerFnT, SamplingFnT
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from mcprelay.config import DEFAULT_MAX_RESULT_BYTES
 from mcprelay.httpclient import USER_AGENT
+from mcprelay.inbound import SYNTHESIZED_ERROR_KEY as SYNTHESIZED_ERROR_KEY
+from mcprelay.inbound import CappedResponses, Liveness, too_large_error
 from mcprelay.related import RelatedRequestTagging
+from mcprelay.stdio_transport import stdio_transport
 
-#: Marks, in an error's ``data``, a JSON-RPC error the transport made up for a response it could not parse:
-#: the server sent no error at all, so it is not its error to pass on.
-SYNTHESIZED_ERROR_KEY = "dev.mcprelay/synthesized"
+#: The cap on one message from an upstream when the caller names none (the config's default).
+DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_RESULT_BYTES
+
 
 #: Called (synchronously, from the session's reader) once the server's side of the connection has ended.
 OnClosed = Callable[[], None]
@@ -77,13 +80,20 @@ class _ReportingReadStream:
     the validation error, which no request is waiting for — the request it answered would wait for
     its whole timeout. When the error shows the response's id, it becomes a JSON-RPC error for that
     request here, naming what was wrong, so the call fails at once.
+
+    Oversized answers (streamable HTTP): when :class:`~mcprelay.inbound.CappedResponses` cut a
+    response at ``max_result_bytes``, the SDK answers that request with an error of its own ("failed
+    to parse", "stream ended"); it is replaced here by the one that names the cap and the size.
     """
 
-    def __init__(self, inner: Any, on_closed: OnClosed | None) -> None:
+    def __init__(
+        self, inner: Any, on_closed: OnClosed | None, capped: CappedResponses | None = None
+    ) -> None:
         """``inner`` is the SDK's read stream (typed ``Any``: the SDK exports no public name for its type)."""
         self._inner = inner
         self._on_closed = on_closed
         self._reported = False
+        self._capped = capped
 
     @property
     def last_context(self) -> Any:
@@ -104,6 +114,11 @@ class _ReportingReadStream:
             raise
         if isinstance(item, ValidationError):
             return _as_error_response(item) or item
+        if self._capped is not None and self._capped.oversized and isinstance(item, SessionMessage):
+            message = item.message
+            if isinstance(message, types.JSONRPCError) and message.id in self._capped.oversized:
+                size = self._capped.oversized.pop(message.id)
+                return too_large_error(message.id, size, self._capped.cap, at_least=True)
         return item
 
     async def aclose(self) -> None:
@@ -152,14 +167,14 @@ def _as_error_response(error: ValidationError) -> SessionMessage | None:
     return None
 
 
-def _reporting(transport: Transport, on_closed: OnClosed | None) -> Transport:
+def _reporting(transport: Transport, on_closed: OnClosed | None, capped: CappedResponses | None = None) -> Transport:
     """``transport`` with its read stream wrapped (see :class:`_ReportingReadStream`)."""
     report = on_closed
 
     @asynccontextmanager
     async def wrapped() -> AsyncIterator[Any]:
         async with transport as (read, write):
-            yield _ReportingReadStream(read, report), write
+            yield _ReportingReadStream(read, report, capped), write
 
     return wrapped()
 
@@ -174,6 +189,8 @@ async def open_session(
     request_timeout: float = 60.0,
     handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    liveness: Liveness | None = None,
 ) -> AsyncIterator[Client]:
     """An initialized SDK ``Client``. ``auto`` asks ``server/discover`` first (servers of the 2026 spec
     refuse a bare ``initialize``) and falls back to the ``initialize`` handshake for older ones.
@@ -181,7 +198,9 @@ async def open_session(
     ``handlers`` are given to the ``Client`` at construction so that they are in place before the
     handshake: a notification sent right after ``initialize`` is not lost, and the SDK's own
     response-cache eviction still runs in front of them. ``on_closed`` is told when the server's side
-    of the connection ends (see :class:`_ReportingReadStream`).
+    of the connection ends (see :class:`_ReportingReadStream`). Over streamable HTTP the answer to
+    each request is capped at ``max_message_bytes`` and every byte received marks ``liveness``
+    (:class:`~mcprelay.inbound.CappedResponses`); the legacy SSE transport has neither.
     """
     handlers = handlers or ClientHandlers()
     all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
@@ -196,11 +215,14 @@ async def open_session(
         ) as client:
             yield client
         return
+    capped = CappedResponses(httpx2.AsyncHTTPTransport(), max_message_bytes, liveness or Liveness())
     http = httpx2.AsyncClient(
         headers=all_headers, auth=auth, timeout=httpx2.Timeout(request_timeout, read=max(request_timeout, 300.0)),
-        transport=RelatedRequestTagging(httpx2.AsyncHTTPTransport()) if handlers.tag_related else None,
+        transport=RelatedRequestTagging(capped) if handlers.tag_related else capped,
     )
-    async with http, _client(_reporting(streamable_http_client(url, http_client=http), on_closed), handlers) as client:
+    # The SDK's own per-event cap (1 MiB by default) must not cut results the configured cap allows.
+    streams = streamable_http_client(url, http_client=http, max_sse_event_size=max_message_bytes + 65536)
+    async with http, _client(_reporting(streams, on_closed, capped), handlers) as client:
         yield client
 
 
@@ -213,15 +235,17 @@ async def open_stdio_session(
     errlog: TextIO | None = None,
     handlers: ClientHandlers | None = None,
     on_closed: OnClosed | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    liveness: Liveness | None = None,
 ) -> AsyncIterator[Client]:
     """An initialized SDK ``Client`` on a local server subprocess (stdin/stdout); see :func:`open_session`.
 
-    ``on_closed`` fires when the process closes its stdout, which is how its death shows.
+    ``on_closed`` fires when the process closes its stdout, which is how its death shows. The pipe is
+    read by :mod:`mcprelay.stdio_transport` (linear framing, ``max_message_bytes`` per message,
+    ``liveness`` marked on every chunk), not by the SDK's ``stdio_client``.
     """
-    import sys
-
-    params = StdioServerParameters(command=command, args=list(args), env=env or None)
-    async with _client(
-        _reporting(stdio_client(params, errlog=errlog or sys.stderr), on_closed), handlers or ClientHandlers()
-    ) as client:
+    transport = stdio_transport(
+        command, list(args), env, errlog=errlog, max_message_bytes=max_message_bytes, liveness=liveness
+    )
+    async with _client(_reporting(transport, on_closed), handlers or ClientHandlers()) as client:
         yield client

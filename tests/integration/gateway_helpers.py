@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -27,6 +29,25 @@ def cli_env(home: Path) -> dict[str, str]:
     script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m mcprelay.testing.browser "$1"\n')
     script.chmod(0o700)
     return {**os.environ, "BROWSER": str(script), "MCPRELAY_HEADLESS": ""}
+
+
+def auth_headers(home: Path) -> dict[str, str]:
+    """The ``Authorization`` header a client of the gateway serving ``home`` must send (its owner key)."""
+    key = (home / "gateway.key").read_text().strip()
+    return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def mcp_client(base: str, home: Path, **kwargs: Any) -> AsyncIterator[Client]:
+    """An SDK client of ``serve --listen`` at ``base`` that presents the gateway's owner key, as an agent would."""
+    async with httpx2.AsyncClient(headers=auth_headers(home), timeout=httpx2.Timeout(30, read=300)) as http, \
+            Client(streamable_http_client(f"{base}/mcp", http_client=http), **kwargs) as client:
+        yield client
+
+
+def api_client(base: str, home: Path, **kwargs: Any) -> httpx2.AsyncClient:
+    """An HTTP client of the gateway's REST API (``/api/v1``) that presents the owner key."""
+    return httpx2.AsyncClient(base_url=f"{base}/api/v1", headers=auth_headers(home), **kwargs)
 
 
 def mcprelay(home: Path, config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -20,9 +20,12 @@ from mcprelay.testing.sse_server import build_sse_app
 from tests.conftest import Servers
 from tests.integration.gateway_helpers import (
     Notifications,
+    api_client,
+    auth_headers,
     cli_env,
     error_payload,
     http_gateway,
+    mcp_client,
     mcprelay,
     stdio_server,
     text,
@@ -91,18 +94,19 @@ async def test_http_gateway_login_required_then_login_and_live_config(
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"a": stdio_server(), "b": {"url": servers.mcp_url}})
     notes = Notifications()
-    async with http_gateway(home, config) as base, Client(
-        f"{base}/mcp", mode="legacy", message_handler=notes
+    async with http_gateway(home, config) as base, mcp_client(
+        base, home, mode="legacy", message_handler=notes
     ) as client:
         await wait_for_tools(client, {"a__echo"})
-        rest = httpx2.get(f"{base}/api/v1/servers", timeout=10).json()
+        rest = httpx2.get(f"{base}/api/v1/servers", headers=auth_headers(home), timeout=10).json()
         rows = {row["name"]: row for row in rest["servers"]}
         assert rows["a"]["state"] == "ready" and rows["a"]["tool_count"] == 5
         deadline = time.monotonic() + 20
         while rows["b"]["state"] != "login_required":
             assert time.monotonic() < deadline, rows["b"]
             await anyio.sleep(0.2)
-            rows = {r["name"]: r for r in httpx2.get(f"{base}/api/v1/servers", timeout=10).json()["servers"]}
+            listed = httpx2.get(f"{base}/api/v1/servers", headers=auth_headers(home), timeout=10).json()
+            rows = {r["name"]: r for r in listed["servers"]}
         assert rows["b"]["auth_state"] == "login_required"
 
         # A call to the server that needs a login answers at once, with the structured error.
@@ -160,7 +164,7 @@ async def test_rest_login_returns_the_url_and_the_server_connects(
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"b": {"url": servers.mcp_url}, "a": stdio_server(), "dead": {"url": "http://127.0.0.1:9/mcp"}})
     async with http_gateway(home, config) as base:
-        async with httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=30) as api:
+        async with api_client(base, home, timeout=30) as api:
             refused = await api.post("/servers/a/login")
             assert refused.status_code == 409 and refused.json()["error_type"] == "usage_error"
             # A login that fails through the API is remembered like one that fails in a terminal.

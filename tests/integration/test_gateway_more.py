@@ -19,15 +19,16 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
 
 from mcprelay.gateway.control.rest import OPENAPI_DOCUMENT
 from tests.conftest import log_events
 from tests.integration.gateway_helpers import (
     Notifications,
+    api_client,
     error_payload,
     http_gateway,
+    mcp_client,
     mcprelay,
     stdio_server,
     text,
@@ -70,8 +71,8 @@ def check_schema(schema_name: str, value: Any) -> None:
 async def test_search_mode_exposes_two_tools_that_find_and_call_upstream_tools(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server(), "b": stdio_server("b_")}, routing_mode="search")
-    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client, \
-            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=10) as api:
+    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy") as client, \
+            api_client(base, home, timeout=10) as api:
         assert await tool_names(client) == {"retrieve_tools", "call_tool"}
         await wait_for_state(api, "a", "ready")
         await wait_for_state(api, "b", "ready")
@@ -107,9 +108,9 @@ async def test_config_edits_change_and_remove_servers_live(tmp_path: Path) -> No
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server(), "d": stdio_server("d_")})
     notes = Notifications()
-    async with http_gateway(home, config) as base, Client(
-        f"{base}/mcp", mode="legacy", message_handler=notes
-    ) as client, httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=10) as api:
+    async with http_gateway(home, config) as base, mcp_client(
+        base, home, mode="legacy", message_handler=notes
+    ) as client, api_client(base, home, timeout=10) as api:
         await wait_for_tools(client, {"a__echo", "d__d_echo"})
         d_pid = int(text(await client.call_tool("d__d_pid", {})))
 
@@ -154,8 +155,8 @@ async def test_config_edits_change_and_remove_servers_live(tmp_path: Path) -> No
 async def test_a_stdio_upstream_that_dies_is_reconnected(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server()})
-    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client, \
-            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=10) as api:
+    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy") as client, \
+            api_client(base, home, timeout=10) as api:
         await wait_for_tools(client, {"a__pid"})
         first = int(text(await client.call_tool("a__pid", {})))
         os.kill(first, signal.SIGKILL)
@@ -184,8 +185,8 @@ async def test_activity_through_rest_and_cli(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server(), "b": stdio_server("b_")})
     secret = "do-not-record-this-argument"
-    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client, \
-            httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=10) as api:
+    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy") as client, \
+            api_client(base, home, timeout=10) as api:
         await wait_for_tools(client, {"a__echo", "b__b_echo"})
         assert text(await client.call_tool("a__echo", {"text": secret})) == secret
         assert text(await client.call_tool("b__b_echo", {"text": secret})) == secret
@@ -233,7 +234,7 @@ async def test_activity_through_rest_and_cli(tmp_path: Path) -> None:
 async def test_rest_errors_and_rebinding_protection_on_the_real_gateway(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server()})
-    async with http_gateway(home, config) as base, httpx2.AsyncClient(base_url=f"{base}/api/v1", timeout=10) as api:
+    async with http_gateway(home, config) as base, api_client(base, home, timeout=10) as api:
         port = urlsplit(base).port
 
         missing = await api.get("/servers/nope")
@@ -270,7 +271,7 @@ async def test_rest_errors_and_rebinding_protection_on_the_real_gateway(tmp_path
 async def test_concurrent_calls_to_one_upstream_overlap(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server()})
-    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client:
+    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy") as client:
         await wait_for_tools(client, {"a__sleep", "a__sleep_stats"})
         results: list[types.CallToolResult] = []
 
@@ -293,7 +294,7 @@ async def test_resources_prompts_and_logging_pass_through(tmp_path: Path) -> Non
     """Resources keep their upstream URI behind ``mcprelay://SERVER/``; prompts get the tool-style prefix."""
     home, config = paths(tmp_path)
     write_config(config, {"a": stdio_server()})
-    async with http_gateway(home, config) as base, Client(f"{base}/mcp", mode="legacy") as client:
+    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy") as client:
         await wait_for_tools(client, {"a__echo"})
         resources = (await client.list_resources()).resources
         uris = {str(r.uri) for r in resources}

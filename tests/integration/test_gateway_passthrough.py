@@ -25,6 +25,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from tests.conftest import log_events
 from tests.integration.gateway_helpers import (
+    auth_headers,
     cli_env,
     http_gateway,
     mcprelay,
@@ -192,7 +193,9 @@ async def test_serve_listen_answers_plain_tool_calls_as_json_and_leaves_the_rest
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"a": stdio_server()})
     accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    async with http_gateway(home, config) as base, httpx2.AsyncClient(base_url=base, timeout=30) as http:
+    async with http_gateway(home, config) as base, httpx2.AsyncClient(
+        base_url=base, timeout=30, headers=auth_headers(home)
+    ) as http:
         init = await http.post("/mcp", headers=accept, json={
             "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},

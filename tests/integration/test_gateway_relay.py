@@ -31,7 +31,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
-from tests.integration.gateway_helpers import http_gateway, text, write_config
+from tests.integration.gateway_helpers import http_gateway, mcp_client, text, write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -109,7 +109,9 @@ async def _client(tmp_path: Path, wire: str, mode: str, upstream: dict[str, Any]
             async with Client(server, mode=mode, **callbacks, **client) as session:
                 yield session
             return
-        async with http_gateway(home, config) as url, Client(f"{url}/mcp", mode=mode, **callbacks, **client) as session:
+        async with http_gateway(home, config) as url, mcp_client(
+            url, home, mode=mode, **callbacks, **client
+        ) as session:
             yield session
 
 

@@ -223,8 +223,10 @@ def gateway_entry(target: dict[str, Any]) -> dict[str, Any]:
 
 
 def listener_headers(home: Path) -> dict[str, str]:
-    """Headers a client needs for the loopback listener of this home (none today; see docs/MATRIX.md)."""
-    return {}
+    """Headers a client needs for the loopback listener of this home: its owner key (``<home>/gateway.key``,
+    written by ``serve --listen`` before it listens), as ``mcprelay client-config`` would print it."""
+    key = (home / "gateway.key").read_text().strip()
+    return {"Authorization": f"Bearer {key}"}
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ import anyio
 import mcp_types as types
 import pytest
 from mcp.shared.message import SessionMessage
-from pydantic import ValidationError
 
 from mcprelay.gateway.serving.stdio import pipe_streams
 
@@ -64,12 +63,28 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 async def test_lines_bad_json_and_a_last_line_without_newline() -> None:
+    """Bad lines are answered on the wire (framing.py) and never reach the server; blank lines are skipped."""
     incoming = b"\n".join([_request(1), b"{not json", b"", _request(2) + b"\r", _request(3)])  # no final newline
-    received, _ = await _run(incoming, [])
-    assert [type(x) for x in received] == [SessionMessage, ValidationError, ValidationError, SessionMessage,
-                                          SessionMessage]
+    received, written = await _run(incoming, [])
+    assert all(isinstance(x, SessionMessage) for x in received)
     ids = [x.message.id for x in received if isinstance(x, SessionMessage)]  # type: ignore[union-attr]
     assert ids == [1, 2, 3]
+    answers = [json.loads(line) for line in written.splitlines()]
+    assert len(answers) == 1 and answers[0]["id"] is None and answers[0]["error"]["code"] == -32700
+    assert "not valid JSON" in answers[0]["error"]["message"]
+
+
+async def test_a_line_over_the_size_cap_is_dropped_and_answered() -> None:
+    from mcprelay.gateway.serving import framing
+
+    huge = b'{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {"x": "' + b"y" * (framing.MAX_MESSAGE_BYTES + 10)
+    received, written = await _run(huge + b'"}}\n' + _request(2) + b"\n", [])
+    assert [x.message.id for x in received] == [2]  # type: ignore[union-attr]
+    (answer,) = [json.loads(line) for line in written.splitlines()]
+    assert answer["id"] is None and answer["error"]["code"] == -32600
+    size = len(huge) + 3
+    assert f"message too large: {size:,} bytes" in answer["error"]["message"]
+    assert "at most 4,194,304 bytes (4 MiB)" in answer["error"]["message"]
 
 
 async def test_large_messages_both_ways() -> None:
@@ -118,6 +133,8 @@ def test_serve_stdio_streams_over_real_pipes_restores_the_descriptors() -> None:
         capture_output=True, timeout=60, check=True,
     )
     lines = proc.stdout.splitlines()
-    assert [json.loads(line)["id"] for line in lines[:2]] == [1, 2]
-    assert lines[2:] == [b"restored"]
+    answers = [json.loads(line) for line in lines[:3]]
+    assert sorted(a["id"] for a in answers if "result" in a) == [1, 2]
+    assert [a["error"]["code"] for a in answers if "error" in a] == [-32700]  # "nope", answered by framing
+    assert lines[3:] == [b"restored"]
     assert b"stray" in proc.stderr

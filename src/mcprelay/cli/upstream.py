@@ -25,9 +25,12 @@ def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
     running = read_runfile(runtime.home)
     if running is None:
         return None
+    from mcprelay.gateway.serving.ownerkey import client_key
+
     headers = {}
-    if runtime.loaded.config.api_key:
-        headers["Authorization"] = f"Bearer {runtime.loaded.config.api_key}"
+    key = client_key(runtime.home, runtime.loaded.config.api_key)
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     url = f"{running['url']}/api/v1{path}"
     import httpx2  # here, not at the top: every command's start-up would pay for it
 
@@ -35,12 +38,15 @@ def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
         response = httpx2.get(url, headers=headers, timeout=10.0)
     except httpx2.HTTPError:
         return None  # a gateway that does not answer is treated as not running
-    data = response.json()
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
     if response.status_code >= 400 or not isinstance(data, dict):
         raise McpRelayError(
             ErrorType(data.get("error_type", "upstream_error")) if isinstance(data, dict) else ErrorType.UPSTREAM_ERROR,
             f"the running gateway refused {path}: {data.get('message') if isinstance(data, dict) else response.text}",
-            suggestion="check the gateway's api_key in the config",
+            suggestion="the running gateway wants another key: check api_key in the config it was started with",
         )
     return data
 

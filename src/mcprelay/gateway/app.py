@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from mcprelay import seam
+from mcprelay import diaglog, seam
 from mcprelay.activity import ActivityLog, activity_path
 from mcprelay.config import LoadedConfig
 from mcprelay.gateway.catalog.router import Gateway
@@ -34,6 +34,7 @@ from mcprelay.gateway.control.runfile import remove_runfile, write_runfile
 from mcprelay.gateway.control.watch import watch_config
 from mcprelay.gateway.serving.fastpath import StdioFastPath
 from mcprelay.gateway.serving.http import bind, build_http_app, parse_listen
+from mcprelay.gateway.serving.ownerkey import listener_key
 from mcprelay.gateway.serving.security import require_api_key_for
 from mcprelay.gateway.serving.server import Downstream
 from mcprelay.gateway.serving.stdio import serve_stdio_streams
@@ -92,13 +93,23 @@ async def serve_stdio(loaded: LoadedConfig, *, home: Path, store: TokenStore) ->
             await downstream.server.run(read, write, downstream.server.create_initialization_options())
 
 
-async def serve_http(loaded: LoadedConfig, *, home: Path, store: TokenStore, listen: str) -> None:
-    """Streamable HTTP at ``/mcp`` and the REST API at ``/api/v1`` until interrupted."""
+async def serve_http(
+    loaded: LoadedConfig, *, home: Path, store: TokenStore, listen: str, stop: anyio.Event | None = None
+) -> None:
+    """Streamable HTTP at ``/mcp`` and the REST API at ``/api/v1`` until ``stop`` is set (or cancelled)."""
     import uvicorn  # here, not at the top: serve --stdio has no use for it, and an agent waits for its start
 
+    class Server(uvicorn.Server):
+        """uvicorn's server without its own signal handling: ``mcprelay serve`` owns the signals (it stops
+        the server through ``should_exit``), so uvicorn must not re-raise them after its shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     host, port = parse_listen(listen)
-    api_key = loaded.config.api_key or None
-    require_api_key_for(host, api_key)
+    require_api_key_for(host, loaded.config.api_key or None)
+    api_key = listener_key(home, loaded.config.api_key, loaded.config.owner_only)
     sock = bind(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -109,11 +120,30 @@ async def serve_http(loaded: LoadedConfig, *, home: Path, store: TokenStore, lis
                 running.downstream, running.control, host=host, port=bound_port, api_key=api_key
             )
             config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-            server = uvicorn.Server(config)
+            server = Server(config)
             write_runfile(home, url)
             print(f"mcprelay: serving MCP at {url}/mcp (REST API at {url}{API_PREFIX})", file=sys.stderr, flush=True)
+            if api_key is None:
+                print(
+                    f"mcprelay: warning: owner_only is false and no api_key is set: every user of this machine "
+                    f"can reach {url} and use this gateway's logins and tools", file=sys.stderr, flush=True,
+                )
+                diaglog.event("listener_open_to_all_local_users", server=None, correlation_id=None, level="warning",
+                              url=url)
+            elif not loaded.config.api_key:
+                print("mcprelay: clients need the owner key: `mcprelay client-config` prints their settings",
+                      file=sys.stderr, flush=True)
             try:
-                await server.serve(sockets=[sock])
+                async with anyio.create_task_group() as tg:
+                    if stop is not None:
+
+                        async def stop_when_asked() -> None:
+                            await stop.wait()
+                            server.should_exit = True
+
+                        tg.start_soon(stop_when_asked)
+                    await server.serve(sockets=[sock])
+                    tg.cancel_scope.cancel()
             finally:
                 remove_runfile(home)
     finally:

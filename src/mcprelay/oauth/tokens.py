@@ -162,7 +162,7 @@ class TokenManager:
         cid = new_correlation_id()
         self._lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         assert self._grant is not None
-        lock = FileLock(self._lock_dir / f"{self._lock_name(self._grant)}.lock", thread_local=False)
+        lock = FileLock(self._lock_dir / f"{self._lock_name(self._grant)}.lock", thread_local=False, mode=0o600)
         started = time.monotonic()
         try:
             await anyio.to_thread.run_sync(lock.acquire, self._lock_timeout)

@@ -307,3 +307,29 @@ def build_open_app(base_url: str, *, mcp_path: str = "/mcp", counters: AuthServe
     app.state.counters = counters
     app.state.mcp = server
     return app
+
+
+def build_big_result_app(base_url: str, *, json_response: bool, mcp_path: str = "/mcp") -> ASGIApp:
+    """An open server whose ``big(size)`` tool answers with ``size`` bytes of text (the size cap's tests);
+    ``json_response``: answers as one JSON body, else as an event stream."""
+    server: MCPServer[Any] = MCPServer("mcprelay-big", version="0.1.0", log_level="WARNING")
+
+    @server.tool()
+    def big(size: int) -> str:
+        """``size`` bytes of text."""
+        return "x" * size
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    server.streamable_http_app(streamable_http_path=mcp_path, host="127.0.0.1", json_response=json_response)
+    manager = server.session_manager
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    return Starlette(routes=[Route(mcp_path, StreamableHTTPASGIApp(manager))], lifespan=lifespan)

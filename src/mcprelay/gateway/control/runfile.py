@@ -14,24 +14,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mcprelay import paths
+
 
 def runfile_path(home: Path) -> Path:
     return home / "state" / "gateway.json"
 
 
 def write_runfile(home: Path, url: str) -> Path:
+    """Publish the running gateway (0600, atomically, never through a symlink; see :mod:`mcprelay.paths`)."""
     path = runfile_path(home)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "url": url, "started_at": time.time()}), encoding="utf-8")
-    os.replace(tmp, path)
+    paths.private_dir(path.parent)
+    paths.write_private(path, json.dumps({"pid": os.getpid(), "url": url, "started_at": time.time()}).encode())
     return path
+
+
+def _load(home: Path) -> Any:
+    data = paths.read_private(runfile_path(home), 64 * 1024)
+    return None if data is None else json.loads(data)
 
 
 def remove_runfile(home: Path) -> None:
     path = runfile_path(home)
-    with contextlib.suppress(OSError, ValueError):
-        if json.loads(path.read_text(encoding="utf-8")).get("pid") == os.getpid():
+    with contextlib.suppress(OSError, ValueError, paths.UnsafePath):
+        data = _load(home)
+        if isinstance(data, dict) and data.get("pid") == os.getpid():
             path.unlink()
 
 
@@ -48,8 +55,8 @@ def _alive(pid: int) -> bool:
 def read_runfile(home: Path) -> dict[str, Any] | None:
     """The running gateway's ``pid`` and base ``url``, or None when none runs for this home."""
     try:
-        data = json.loads(runfile_path(home).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = _load(home)
+    except (OSError, ValueError, paths.UnsafePath):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or not isinstance(data.get("url"), str):
         return None

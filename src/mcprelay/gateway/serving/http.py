@@ -19,10 +19,11 @@ from mcp.server.streamable_http_manager import (
 )
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.control.rest import API_PREFIX, GatewayControl, rest_routes
+from mcprelay.gateway.serving import framing
 from mcprelay.gateway.serving.fastpath import HttpFastPath
 from mcprelay.gateway.serving.security import guard
 from mcprelay.gateway.serving.server import Downstream
@@ -48,8 +49,8 @@ def build_http_app(
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server, session_idle_timeout=session_idle_timeout)
     routes: list[BaseRoute] = [
-        Route("/mcp", HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)
-              if downstream.gateway.config.fast_path else StreamableHTTPASGIApp(manager)),
+        Route("/mcp", FramedPost(HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)
+                                 if downstream.gateway.config.fast_path else StreamableHTTPASGIApp(manager))),
         Mount(API_PREFIX, routes=rest_routes(control)),
     ]
 
@@ -60,6 +61,77 @@ def build_http_app(
 
     app = Starlette(routes=routes, lifespan=lifespan)
     return guard(app, host=host, port=port, api_key=api_key), manager
+
+
+class FramedPost:
+    """Every POST body to ``/mcp`` passes :func:`framing.check` before anything else reads it.
+
+    The body is read here with the size cap applied while it streams (a body over the cap is
+    refused as soon as it is known to be, and not kept), checked, and either answered with the
+    JSON-RPC error (400, or 413 for the size) or replayed to ``inner`` unchanged. Other methods
+    (GET streams, DELETE) carry no message and pass.
+    """
+
+    def __init__(self, inner: ASGIApp, max_bytes: int = framing.MAX_MESSAGE_BYTES) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.inner(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _answer(send, framing.too_large(declared, self.max_bytes))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before its request was complete
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:  # answered before the rest arrives; the server closes the connection
+                await _answer(send, framing.too_large(size, self.max_bytes, at_least=True))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        checked = framing.check(body, max_bytes=self.max_bytes)
+        if isinstance(checked, framing.Refusal):
+            await _answer(send, checked)
+            return
+        await self.inner(scope, _replay(body, receive), send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+async def _answer(send: Send, refusal: framing.Refusal) -> None:
+    body = refusal.body()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then whatever the connection sends next."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def bind(host: str, port: int) -> socket.socket:

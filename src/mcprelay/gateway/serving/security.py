@@ -12,9 +12,12 @@ servers to validate ``Origin``, and we check ``Host`` as well: a request is serv
   rebinding page cannot know, is what protects it), and
 * its ``Origin``, when present, is a loopback origin (any port) or the request's own host.
 
-Otherwise the answer is ``403``. When an API key is configured every request must also carry
-``Authorization: Bearer <key>`` (``401`` with ``WWW-Authenticate: Bearer`` otherwise); listening
-beyond loopback without a key is refused at start-up by :func:`require_api_key_for`.
+Otherwise the answer is ``403``. Every request must also carry ``Authorization: Bearer <key>``
+(``401`` with ``WWW-Authenticate: Bearer`` otherwise), where the key is the config's ``api_key`` or,
+without one, the home's owner key (``ownerkey.py``) — a port on loopback is open to every user of
+the machine, so loopback alone proves nothing about who is asking. Only ``owner_only: false`` (and
+no ``api_key``) leaves a loopback listener without a key; listening beyond loopback without an
+``api_key`` is refused at start-up by :func:`require_api_key_for`.
 
 Refusals under ``/mcp`` get a JSON-RPC error body (what MCP clients parse); everything else gets the
 contract's error JSON with ``error_type: usage_error`` and ``details.reason``. The key and the
@@ -170,9 +173,9 @@ class _Guard:
         if self.key is not None:
             token = _bearer(headers.get("authorization"))
             if token is None:
-                return 401, "api_key_missing", "this gateway requires its API key"
+                return 401, "api_key_missing", "this gateway requires its key (Authorization: Bearer <key>)"
             if not hmac.compare_digest(token, self.key):
-                return 401, "api_key_invalid", "the API key is not this gateway's"
+                return 401, "api_key_invalid", "the key is not this gateway's"
         return None
 
 
@@ -189,7 +192,8 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 async def _refuse(send: Send, path: str, status: int, reason: str, message: str) -> None:
     suggestion = (
-        'send "Authorization: Bearer <api_key>" with the key from the gateway\'s configuration'
+        'send "Authorization: Bearer <key>": the config\'s api_key, or without one the owner key that '
+        "`mcprelay client-config` prints (only the user who started the gateway can read it)"
         if status == 401
         else "connect to the gateway by its own address (e.g. http://127.0.0.1:PORT) and not from a web page"
     )

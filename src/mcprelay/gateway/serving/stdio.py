@@ -7,13 +7,15 @@ gateway under sequential echo calls showed those hops as the largest avoidable c
 process. When stdin and stdout are pipes or sockets (how MCP clients spawn a stdio server) this
 module serves the same thing on the event loop itself (``loop.connect_read_pipe`` /
 ``loop.connect_write_pipe``) and hands the SDK server the same pair of streams: received items are
-``SessionMessage`` or, for a line that is not a JSON-RPC message, the validation ``Exception``;
-sent items are ``SessionMessage``, written as one line of JSON each (newline-delimited, as the SDK
-does). Anything else (a terminal, a regular file, ``/dev/null``, Windows, a non-asyncio loop) falls
-back to the SDK's transport.
+``SessionMessage``; sent items are ``SessionMessage``, written as one line of JSON each
+(newline-delimited, as the SDK does). Every line is checked by ``framing.py`` first: a line that is
+not an acceptable JSON-RPC message (too long, too deep, not JSON, an unusable ``id``, …) is answered
+with a JSON-RPC error on the wire at once and goes no further; blank lines are skipped. Where
+stdin/stdout are something else (a terminal, a regular file, ``/dev/null``, Windows, a non-asyncio
+loop) worker threads read and write them instead (:func:`thread_streams`), with the same framing.
 
-Like the SDK, while serving, fd 0 reads the null device and fd 1 writes to stderr, so children and
-stray prints cannot touch the wire; both are restored (blocking again) on exit.
+On pipes, as the SDK does, while serving fd 0 reads the null device and fd 1 writes to stderr, so
+children and stray prints cannot touch the wire; both are restored (blocking again) on exit.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
+import anyio.to_thread
 import mcp_types as types
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
+
+from mcprelay.gateway.serving import framing
 
 _CHUNK = 1 << 16
 
@@ -53,11 +58,11 @@ class Shortcut(Protocol):
 
 @contextlib.asynccontextmanager
 async def serve_stdio_streams(shortcut: Shortcut | None = None) -> AsyncIterator[tuple[Any, Any]]:
-    """The (read, write) streams for the process's stdin/stdout: asyncio pipes when possible, else the SDK's
-    (which has no place for ``shortcut``: every message then goes through the streams)."""
+    """The (read, write) streams for the process's stdin/stdout: asyncio pipes when possible, else worker
+    threads (:func:`thread_streams`); the same framing and ``shortcut`` either way."""
     claimed = _claim_std_fds() if _pipes_usable(0, 1) else None
     if claimed is None:
-        async with stdio_server() as streams:
+        async with thread_streams(shortcut) as streams:
             yield streams
         return
     (keep_in, wire_in), (keep_out, wire_out) = claimed
@@ -181,8 +186,6 @@ async def pipe_streams(
     try:
         read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_file)
         write_transport, protocol = await loop.connect_write_pipe(_WriteProtocol, write_file)
-        read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-        write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
 
         async def write_line(data: bytes) -> None:
             if protocol.lost is not None:
@@ -191,72 +194,14 @@ async def pipe_streams(
             write_transport.write(data)
             await protocol.drain()
 
-        async def deliver(line: bytes) -> None:
-            if shortcut is not None and shortcut.take(line):
-                return
-            try:
-                message = types.jsonrpc_message_adapter.validate_json(
-                    line.decode("utf-8", errors="replace"), by_name=False
-                )
-            except Exception as exc:
-                await read_send.send(exc)
-                return
-            await read_send.send(SessionMessage(message))
+        async def flush() -> None:
+            # The server is done: let the last bytes reach the pipe before the loop can end.
+            assert write_transport is not None
+            write_transport.set_write_buffer_limits(high=0)
+            await protocol.drain()
 
-        async def read_lines() -> None:
-            # Split on b"\n" without rescanning: a message spread over many chunks costs linear time.
-            try:
-                async with read_send:
-                    pending = bytearray()
-                    while chunk := await reader.read(_CHUNK):
-                        end = chunk.find(b"\n")
-                        if end < 0:
-                            pending += chunk
-                            continue
-                        pending += chunk[:end]
-                        line = bytes(pending)
-                        pending.clear()
-                        await deliver(line)
-                        start = end + 1
-                        while (end := chunk.find(b"\n", start)) >= 0:
-                            await deliver(chunk[start:end])
-                            start = end + 1
-                        pending += chunk[start:]
-                    if pending:
-                        await deliver(bytes(pending))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # the server stopped reading
-                pass
-
-        async def write_lines() -> None:
-            try:
-                async with write_receive:
-                    async for session_message in write_receive:
-                        if shortcut is not None:
-                            shortcut.sent(session_message.message)
-                        data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                        await write_line(data.encode() + b"\n")
-                # The server is done: let the last bytes reach the pipe before the loop can end.
-                write_transport.set_write_buffer_limits(high=0)
-                await protocol.drain()
-            except anyio.ClosedResourceError:
-                pass
-
-        async with anyio.create_task_group() as tg:
-            shortcut_scope = anyio.CancelScope()
-            if shortcut is not None:
-
-                async def run_shortcut(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-                    assert shortcut is not None
-                    with shortcut_scope:
-                        await shortcut.run(write_line, task_status=task_status)
-
-                await tg.start(run_shortcut)
-            tg.start_soon(read_lines)
-            tg.start_soon(write_lines)
-            try:
-                yield read_receive, write_send
-            finally:
-                shortcut_scope.cancel()  # the session is over: calls still in flight have no one to answer
+        async with line_streams(lambda: reader.read(_CHUNK), write_line, flush, shortcut) as streams:
+            yield streams
     finally:
         if read_transport is not None:
             read_transport.close()
@@ -266,3 +211,130 @@ async def pipe_streams(
             write_transport.close()
         else:
             write_file.close()
+
+
+@contextlib.asynccontextmanager
+async def thread_streams(shortcut: Shortcut | None = None) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """The same wire over the process's stdin/stdout read and written on worker threads: where the
+    descriptors cannot go on the event loop (Windows, a terminal, a regular file), every line still
+    passes :mod:`framing` and the ``shortcut``. A read blocked in its thread is abandoned at the end."""
+    stdin: Any = sys.stdin.buffer  # a BufferedReader (read1 returns what one read of the descriptor gave)
+    stdout = sys.stdout.buffer
+    lock = anyio.Lock()
+
+    def put(data: bytes) -> None:
+        stdout.write(data)
+        stdout.flush()
+
+    async def read_chunk() -> bytes:
+        return await anyio.to_thread.run_sync(stdin.read1, _CHUNK, abandon_on_cancel=True)
+
+    async def write_line(data: bytes) -> None:
+        async with lock:  # one whole line at a time, whoever writes it
+            await anyio.to_thread.run_sync(put, data)
+
+    async def flush() -> None:
+        return None  # every line was flushed as it was written
+
+    async with line_streams(read_chunk, write_line, flush, shortcut) as streams:
+        yield streams
+
+
+@contextlib.asynccontextmanager
+async def line_streams(
+    read_chunk: Callable[[], Awaitable[bytes]],
+    write_line: Callable[[bytes], Awaitable[None]],
+    flush: Callable[[], Awaitable[None]],
+    shortcut: Shortcut | None = None,
+) -> AsyncIterator[tuple[ReadStream, WriteStream]]:
+    """Newline-delimited JSON-RPC on top of a byte source (``read_chunk``, ``b""`` at the end) and a line
+    sink (``write_line`` writes one complete line; ``flush`` waits until the last one is out)."""
+    read_send, read_receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_send, write_receive = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def refuse(refusal: framing.Refusal) -> None:
+        with contextlib.suppress(OSError, RuntimeError):  # the client stopped reading: nothing to tell it
+            await write_line(refusal.body() + b"\n")
+
+    async def deliver(line: bytes) -> None:
+        if not line.strip():
+            return  # a blank line is not a message (and a client's "\r\n" leaves "\r")
+        checked = framing.check(line)
+        if isinstance(checked, framing.Refusal):
+            await refuse(checked)
+            return
+        if shortcut is not None and shortcut.take(line):
+            return
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValidationError as exc:
+            # framing.check passed the envelope, so this is rare; the client still gets an answer.
+            request_id = checked.get("id") if "method" in checked else None
+            what = exc.errors()[0]["msg"] if exc.errors() else "not a JSON-RPC message"
+            await refuse(framing.Refusal(framing.INVALID_REQUEST, f"invalid request: {what}", request_id))
+            return
+        await read_send.send(SessionMessage(message))
+
+    async def read_lines() -> None:
+        # Split on b"\n" without rescanning: a message spread over many chunks costs linear time. A line
+        # longer than framing allows is not kept: its bytes are counted and dropped up to its newline.
+        try:
+            async with read_send:
+                pending = bytearray()
+                dropped = 0  # bytes of the current line already discarded for being too long
+                while chunk := await read_chunk():
+                    start = 0
+                    while (end := chunk.find(b"\n", start)) >= 0:
+                        if dropped:
+                            await refuse(framing.too_large(dropped + end - start))
+                            dropped = 0
+                        elif pending:
+                            pending += chunk[start:end]
+                            line = bytes(pending)
+                            pending.clear()
+                            await deliver(line)
+                        else:
+                            await deliver(chunk[start:end])
+                        start = end + 1
+                    if dropped:
+                        dropped += len(chunk) - start
+                    else:
+                        pending += chunk[start:]
+                        if len(pending) > framing.MAX_MESSAGE_BYTES:
+                            dropped = len(pending)
+                            pending = bytearray()
+                if dropped:
+                    await refuse(framing.too_large(dropped))
+                elif pending:
+                    await deliver(bytes(pending))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # the server stopped reading
+            pass
+
+    async def write_lines() -> None:
+        try:
+            async with write_receive:
+                async for session_message in write_receive:
+                    if shortcut is not None:
+                        shortcut.sent(session_message.message)
+                    data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await write_line(data.encode() + b"\n")
+            await flush()
+        except anyio.ClosedResourceError:
+            pass
+
+    async with anyio.create_task_group() as tg:
+        shortcut_scope = anyio.CancelScope()
+        if shortcut is not None:
+
+            async def run_shortcut(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+                assert shortcut is not None
+                with shortcut_scope:
+                    await shortcut.run(write_line, task_status=task_status)
+
+            await tg.start(run_shortcut)
+        tg.start_soon(read_lines)
+        tg.start_soon(write_lines)
+        try:
+            yield read_receive, write_send
+        finally:
+            shortcut_scope.cancel()  # the session is over: calls still in flight have no one to answer

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from mcprelay import paths
+
 MAX_LOG_BYTES = 1024 * 1024
 
 
@@ -31,20 +33,18 @@ class RotatingLog:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        # An upstream's stderr may print its own secrets: private directory, private file.
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # An upstream's stderr may print its own secrets: private directory, private file, no symlinks.
+        paths.private_dir(path.parent)
 
     def write(self, data: bytes) -> None:
         with self._lock:
             try:
-                size = self.path.stat().st_size
+                size = os.lstat(self.path).st_size
             except FileNotFoundError:
                 size = 0
             if size and size + len(data) > self.max_bytes:
                 os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "ab") as handle:
-                handle.write(data[-self.max_bytes :])
+            paths.append_private(self.path, data[-self.max_bytes :])
 
 
 def _pump(read_fd: int, log: RotatingLog) -> None:
@@ -56,7 +56,7 @@ def _pump(read_fd: int, log: RotatingLog) -> None:
                 return
             if not chunk:
                 return
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, paths.UnsafePath):
                 log.write(chunk)
 
 

@@ -42,6 +42,7 @@ from mcprelay.config import ServerConfig
 from mcprelay.connect import open_upstream
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.gateway.upstreams.stderrlog import captured_stderr, upstream_log_path
+from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant
 from mcprelay.related import related_request, untagged
@@ -69,6 +70,7 @@ class UpstreamEnv:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     ping_interval: float = 20.0
+    ping_timeout: float = 10.0
     wait_for_connect: float = 10.0
 
 
@@ -180,6 +182,7 @@ class Upstream:
         self._client: Client | None = None
         self._auth: OAuth | None = None
         self._signals = _Signals()
+        self._liveness = Liveness()  # when the session's transport last received bytes
         self._state_changed = anyio.Event()
         self._scope = anyio.CancelScope()
         #: Told of ``notifications/resources/updated`` (the upstream's own URI); set by the gateway.
@@ -322,6 +325,7 @@ class Upstream:
                 request_timeout=self.env.call_timeout,
                 handlers=self._handlers(),
                 on_closed=closed,
+                liveness=self._liveness,
             ) as (client, auth):
                 self._auth = auth
                 self.needs_oauth = auth is not None
@@ -401,16 +405,20 @@ class Upstream:
         except (ListenNotSupportedError, SubscriptionLost, MCPError, TimeoutError) as exc:
             logger.debug("%s: no change events (%s)", self.name, exc)
 
-    @staticmethod
-    async def _ping(client: Client) -> None:
+    async def _ping(self, client: Client) -> None:
         """Any JSON-RPC answer proves the peer alive, an error included: SDK 2.3 servers answer a
-        ``ping`` on a ``server/discover`` session with "method not found". Only silence (the timeout)
-        or a broken transport counts as dead."""
-        with anyio.fail_after(10):
+        ``ping`` on a ``server/discover`` session with "method not found". So do bytes arriving while
+        the ping waits: its answer queues behind a big message still in transit (see
+        ``mcprelay/inbound.py``). Only silence (the timeout) or a broken transport counts as dead."""
+        asked = time.monotonic()
+        with anyio.move_on_after(self.env.ping_timeout):
             try:
                 await client.session.send_ping()
             except MCPError:
                 pass
+            return
+        if not self._liveness.active_since(asked):
+            raise TimeoutError(f"{self.name} answered no ping within {self.env.ping_timeout:g} s and sent nothing")
 
     async def _on_message(self, message: IncomingMessage) -> None:
         """Runs inline in the session's reader: only flag the work, never await a request here."""
