@@ -136,28 +136,6 @@ def on_connection_closed(session: Any, callback: Callable[[], Any]) -> None:
     exit_stack.callback(callback)
 
 
-# ---------------------------------------------------------------- mcp: stdio servers' shutdown
-
-
-#: How long a stdio upstream may take to exit after its stdin closes, before it is terminated.
-STDIO_EXIT_GRACE = 1.0
-
-
-def shorten_stdio_exit_grace(seconds: float = STDIO_EXIT_GRACE) -> None:
-    """Give stdio upstreams ``seconds`` (the SDK's default is 2 s) to exit once their stdin closes.
-
-    Why: an agent that spawned ``mcprelay serve --stdio`` closes its stdin and, with the SDK's client,
-    signals the gateway's process group after 2 s. The gateway's upstreams run in process groups of
-    their own; a gateway still waiting out the same 2 s for an upstream that ignores end of input (a
-    Node server with a timer running) would be signalled mid-shutdown and leave that upstream behind.
-    The SDK reads this module constant at each shutdown, so setting it once at start-up is enough.
-    """
-    import mcp.client.stdio as sdk_stdio
-
-    _attr(sdk_stdio, "PROCESS_TERMINATION_TIMEOUT", "mcp", "mcp.client.stdio")
-    sdk_stdio.PROCESS_TERMINATION_TIMEOUT = seconds
-
-
 # ---------------------------------------------------------------- keyring
 
 
@@ -243,10 +221,6 @@ def check() -> list[str]:
     connection = Connection(None, protocol_version="2025-11-25")  # type: ignore[arg-type]
     server_session = ServerSession(None, connection)  # type: ignore[arg-type]
     probe(lambda: on_connection_closed(server_session, lambda: None))
-    import mcp.client.stdio as sdk_stdio
-
-    if not isinstance(getattr(sdk_stdio, "PROCESS_TERMINATION_TIMEOUT", None), int | float):
-        problems.append(str(SeamBroken("mcp", "mcp.client.stdio.PROCESS_TERMINATION_TIMEOUT as a number")))
 
     import keyring.core
     from keyring import backend

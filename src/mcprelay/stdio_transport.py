@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 _CHUNK = 1 << 16
 #: Seconds the server has to exit after its stdin closes, then after SIGTERM before SIGKILL. Shorter than
 #: the SDK's 2 s: an agent that spawned ``serve --stdio`` signals the gateway 2 s after closing its stdin,
-#: and the gateway must have ended its upstreams by then (see ``seam.STDIO_EXIT_GRACE``).
+#: and the gateway must have ended its upstreams by then.
 EXIT_GRACE = 1.0
 
 

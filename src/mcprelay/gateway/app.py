@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from mcprelay import diaglog, seam
+from mcprelay import diaglog
 from mcprelay.activity import ActivityLog, activity_path
 from mcprelay.config import LoadedConfig
 from mcprelay.gateway.catalog.router import Gateway
@@ -62,7 +62,6 @@ async def open_gateway(
     loaded: LoadedConfig, *, home: Path, store: TokenStore, env: dict[str, Any] | None = None
 ) -> AsyncIterator[RunningGateway]:
     """A running gateway: upstreams connecting in the background, config watched, logins hosted."""
-    seam.shorten_stdio_exit_grace()
     activity = ActivityLog(activity_path(home))
     try:
         async with new_http_client() as http, anyio.create_task_group() as tg:
