@@ -254,6 +254,8 @@ class Config(_Strict):
     first_list_timeout: float = Field(default=5.0, ge=0, le=120)
     #: Plain tool calls answered beside the SDK's server (false: through it; slower, for comparison).
     fast_path: bool = True
+    #: A gateway in a person's desktop session opens the browser itself for a server that needs a login.
+    auto_login: bool = True
     #: A loopback listener without ``api_key`` still requires the per-home key (``<home>/gateway.key``);
     #: ``false`` serves anyone who can reach the port (every local user), with a warning at start-up.
     owner_only: bool = True

@@ -12,7 +12,8 @@ import anyio
 import typer
 
 from mcprelay import status as server_status
-from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json
+from mcprelay.cli.runtime import Runtime, get_runtime, print_json
+from mcprelay.desktop import headless_requested
 from mcprelay.errors import McpRelayError
 
 if TYPE_CHECKING:

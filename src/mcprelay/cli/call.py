@@ -15,7 +15,8 @@ import anyio
 import typer
 
 from mcprelay.cli.probe import parse_args
-from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested, print_json, tool_result_fields
+from mcprelay.cli.runtime import Runtime, get_runtime, print_json, tool_result_fields
+from mcprelay.desktop import headless_requested
 from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
 
 

@@ -12,7 +12,8 @@ import anyio
 import typer
 
 from mcprelay.cli.auth import login_options
-from mcprelay.cli.runtime import get_runtime, headless_requested, print_json, tool_result_fields
+from mcprelay.cli.runtime import get_runtime, print_json, tool_result_fields
+from mcprelay.desktop import headless_requested
 from mcprelay.errors import ErrorType, McpRelayError
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +18,6 @@ from mcprelay.store.base import TokenStore
 if TYPE_CHECKING:
     # Imported when a command loads it: the config module brings pydantic (~80 ms), which `--help` does not need.
     from mcprelay.config import LoadedConfig
-
-
-def headless_requested(flag: bool) -> bool:
-    return (
-        flag
-        or os.environ.get("MCPRELAY_HEADLESS", "").lower() in {"1", "true", "yes"}
-        or os.environ.get("HEADLESS", "").lower() in {"1", "true", "yes"}
-    )
 
 
 @dataclass

@@ -43,7 +43,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import SERVER_INFO_META_KEY
 
 from mcprelay.activity import ActivityRecord
-from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
+from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.gateway.catalog.eras import TranslationError, for_client, is_modern, tool_result_problem
 from mcprelay.gateway.catalog.names import Namespace, split_name
 from mcprelay.gateway.catalog.origin import Origin, level_admits
@@ -70,6 +70,20 @@ RootsSource = Callable[[], Awaitable[list[dict[str, Any]] | None]]
 LogBroadcast = Callable[[dict[str, Any]], Awaitable[None]]
 #: Tells one agent connection (an origin's ``session``) that a URL-mode elicitation it was shown completed.
 ElicitationDone = Callable[[object, str], Coroutine[Any, Any, None]]
+#: Starts (or joins) a login for a server whose page an agent's client will open; set by the control plane.
+LoginHook = Callable[[str], Awaitable["LoginTicket"]]
+
+
+@dataclass(frozen=True)
+class LoginTicket:
+    """A login under way for an agent to finish: the page to send its user to, and how to wait for it."""
+
+    url: str | None  # None: nothing to open (a machine grant)
+    elicitation_id: str
+    done: Callable[[], Awaitable[McpRelayError | None]]
+    timeout: float
+
+
 #: URL-mode elicitations remembered for their completion notice at most (oldest forgotten first).
 MAX_URL_ELICITATIONS = 1000
 
@@ -82,6 +96,7 @@ class Forwarder:
         self.roots_source: RootsSource | None = None
         self.broadcast_log: LogBroadcast | None = None
         self.elicitation_done: ElicitationDone | None = None
+        self.login_hook: LoginHook | None = None
         self._url_elicitations: dict[tuple[str, str], object] = {}  # (upstream, elicitation id) → agent session
         self._parked: dict[str, _Parked] = {}
         self._park_ids = count(1)
@@ -214,13 +229,27 @@ class Forwarder:
         state = params.get("requestState")
         if isinstance(state, str) and state.startswith(_STATE_PREFIX):
             return await self._resume(state, method, params, origin, request_id)
-        if (
+        if upstream.state == "login_required" and self._login_comes_to(origin):
+            if is_modern(origin.version):  # the URL reaches it as an input_required round
+                return await self._park(method, upstream, params, origin, request_id, what, login_first=True)
+            raw, version = await self._login_first(upstream, method, params, origin, origin, request_id, what)
+        elif (
             method in MRTR_METHODS
             and is_modern(origin.version)
             and not is_modern(upstream.protocol_version)
         ):
             return await self._park(method, upstream, params, origin, request_id, what)
-        raw, version = await self._send(upstream, method, params, origin, origin, request_id, what)
+        else:
+            try:
+                raw, version = await self._send(upstream, method, params, origin, origin, request_id, what)
+            except McpRelayError as exc:
+                # The grant ran out while this request was on its way: the login comes to the agent's user
+                # now, if its client can take it there, rather than on its next call.
+                if not self._login_comes_to(origin, exc):
+                    raise
+                if is_modern(origin.version):
+                    return await self._park(method, upstream, params, origin, request_id, what, login_first=True)
+                raw, version = await self._login_first(upstream, method, params, origin, origin, request_id, what)
         rounds = 0
         while raw.get("resultType") == "input_required" and not is_modern(origin.version):
             rounds += 1
@@ -318,26 +347,83 @@ class Forwarder:
             raise refused[0]
         return responses
 
+    # ------------------------------------------------------------------ logins an agent's user finishes
+
+    def _login_comes_to(self, origin: Origin, error: McpRelayError | None = None) -> bool:
+        """Whether a login (needed, or ``error`` says so) can be brought to this agent's user."""
+        if error is not None and error.error_type != ErrorType.LOGIN_REQUIRED:
+            return False
+        return self.login_hook is not None and _url_elicitation(origin)
+
+    async def _login_first(
+        self, upstream: Upstream, method: str, params: dict[str, Any], origin: Origin, relay: object,
+        request_id: str, what: str,
+    ) -> tuple[dict[str, Any], str]:
+        """Send the agent's user to the upstream's login page (URL-mode elicitation), wait for the login,
+        then forward the request: the agent's call succeeds instead of failing with ``login_required``."""
+        assert self.login_hook is not None
+        ticket = await self.login_hook(upstream.name)
+        if ticket.url is not None:
+            ask: dict[str, Any] = {
+                "mode": "url",
+                "message": f"{upstream.name} needs you to sign in before its tools can be used. "
+                           "Open the page to sign in; mcprelay carries on when you are done.",
+                "url": ticket.url,
+            }
+            if not is_modern(origin.version):
+                ask["elicitationId"] = ticket.elicitation_id  # 2025-11-25: completion is announced by id
+            answer = await (relay.ask_later("elicitation/create", ask) if isinstance(relay, _Bridge)
+                            else origin.ask("elicitation/create", ask))
+            if answer.get("action") != "accept":
+                raise login_required(
+                    upstream.name,
+                    f"{upstream.name} requires a login, and the sign-in page was {answer.get('action') or 'refused'}",
+                    request_id=request_id,
+                )
+        with anyio.fail_after(ticket.timeout + 5):
+            error = await ticket.done()
+        if error is not None:
+            raise error
+        if not is_modern(origin.version) and ticket.url is not None and self.elicitation_done is not None:
+            await self.elicitation_done(origin.session, ticket.elicitation_id)
+        if not await upstream.wait_until_ready(self.gateway.env.wait_for_connect):
+            raise upstream.unavailable(request_id)
+        return await self._send(upstream, method, params, origin, relay, request_id, what)
+
     # ------------------------------------------------------------------ parked calls (2026-07-28 agents)
 
     async def _park(
-        self, method: str, upstream: Upstream, params: dict[str, Any], origin: Origin, request_id: str, what: str
+        self, method: str, upstream: Upstream, params: dict[str, Any], origin: Origin, request_id: str, what: str,
+        *, login_first: bool = False,
     ) -> dict[str, Any]:
-        """Run the call in the gateway's task group so it survives an ``input_required`` answer to the agent."""
+        """Run the call in the gateway's task group so it survives an ``input_required`` answer to the agent
+        (``login_first``: after sending the agent's user to the upstream's login page)."""
         parked = _Parked(f"{next(self._park_ids)}.{secrets.token_hex(8)}", method, _fingerprint(method, params),
                          _Bridge(origin), upstream, what)
 
         async def run() -> None:
             try:
                 with parked.scope:
-                    parked.result = await upstream.request(
-                        method, params, request_id=request_id, what=what, origin=parked.bridge,
-                        group=origin.session,
-                        # Progress goes to whichever request of the agent's is waiting now: a retry has a
-                        # token of its own, and the first request's is dead once it got input_required.
-                        progress=parked.bridge.progress if origin.wants_progress else None,
-                        capabilities=origin.capabilities, log_level=origin.log_level,
-                    )
+                    if login_first:
+                        parked.result = await self._login_first(
+                            upstream, method, params, origin, parked.bridge, request_id, what
+                        )
+                    else:
+                        try:
+                            parked.result = await upstream.request(
+                                method, params, request_id=request_id, what=what, origin=parked.bridge,
+                                group=origin.session,
+                                # Progress goes to whichever request of the agent's is waiting now: a retry has
+                                # a token of its own, and the first request's is dead once it got input_required.
+                                progress=parked.bridge.progress if origin.wants_progress else None,
+                                capabilities=origin.capabilities, log_level=origin.log_level,
+                            )
+                        except McpRelayError as exc:
+                            if not self._login_comes_to(origin, exc):
+                                raise
+                            parked.result = await self._login_first(
+                                upstream, method, params, origin, parked.bridge, request_id, what
+                            )
                 if parked.result is None:  # cancelled by _expire: nobody is waiting any more
                     parked.error = McpRelayError(ErrorType.UPSTREAM_ERROR, f"{what}: no answer to its input request")
             except Exception as exc:  # handed to whoever waits for the call
@@ -522,6 +608,12 @@ class Forwarder:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _url_elicitation(origin: Origin) -> bool:
+    """Whether the agent's client can send its user to a URL (URL-mode elicitation, 2025-11-25 on)."""
+    declared = origin.capabilities.get("elicitation")
+    return isinstance(declared, dict) and "url" in declared and (origin.can_ask or is_modern(origin.version))
 
 
 def _check_capability(capabilities: dict[str, Any], method: str, params: dict[str, Any]) -> None:

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 ChangeListener = Callable[[], Awaitable[None]]
 #: A downstream sink for "this (exposed) resource URI changed" (resources/updated to its subscribers).
 UpdateListener = Callable[[str], Coroutine[Any, Any, None]]
+#: Told, synchronously, whenever an upstream's state may have changed (the control plane's logins).
+StateListener = Callable[[Upstream], None]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Gateway:
         self._catalog = _Catalog(version=-1)
         self._listeners: list[ChangeListener] = []
         self._update_listeners: list[UpdateListener] = []
+        self._state_listeners: list[StateListener] = []
         self._changed = anyio.Event()
         self._tg: TaskGroup | None = None
         self._log_levels: dict[object, str] = {}  # downstream session → the level it asked for
@@ -138,6 +141,9 @@ class Gateway:
 
     def add_update_listener(self, listener: UpdateListener) -> None:
         self._update_listeners.append(listener)
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        self._state_listeners.append(listener)
 
     def _resource_updated(self, upstream: Upstream, uri: str) -> None:
         if self._tg is not None and self.upstreams.get(upstream.name) is upstream:
@@ -196,6 +202,11 @@ class Gateway:
             return  # a stopped supervisor reporting its own shutdown
         if catalog_changed:
             self._mark_changed()
+        for listener in list(self._state_listeners):
+            try:
+                listener(upstream)
+            except Exception:  # a listener's bug must not stop the supervisor that reported
+                logger.exception("upstream state listener failed")
 
     def _mark_changed(self) -> None:
         self.version += 1
@@ -261,9 +272,11 @@ class Gateway:
         return ns
 
     def _ready(self) -> Iterator[Upstream]:
+        """The upstreams whose offer is listed: the ready ones, and the ones that were ready until a login
+        ran out (their tools stay, so that calling one can bring the login to the agent's user)."""
         for server in self.config.mcp_servers:
             upstream = self.upstreams.get(server.name)
-            if upstream is not None and upstream.state == "ready":
+            if upstream is not None and upstream.state in ("ready", "login_required"):
                 yield upstream
 
     def catalog(self) -> _Catalog:

@@ -37,6 +37,7 @@ BROWSER_ANSWER_WAIT = 1.0
 @dataclass
 class _Running:
     correlation_id: str
+    open_browser: bool = True  # false: whoever asked opens the URL (an agent sent there by elicitation)
     url_known: anyio.Event = field(default_factory=anyio.Event)
     browser_answered: threading.Event = field(default_factory=threading.Event)
     url: str | None = None
@@ -69,7 +70,22 @@ class LoginRunner:
         self.open_browser = open_browser
         self._running: dict[str, _Running] = {}
 
-    async def start(self, server: ServerConfig) -> dict[str, Any]:
+    def running(self, name: str) -> bool:
+        return name in self._running
+
+    async def finished(self, name: str) -> McpRelayError | None:
+        """Wait for the login running for ``name`` to end; its error, or ``None`` when it stored a grant."""
+        running = self._running.get(name)
+        if running is None:
+            return None
+        await running.finished.wait()
+        return running.error
+
+    async def start(self, server: ServerConfig, *, open_browser: bool = True) -> dict[str, Any]:
+        """Start a login (or join the one running) and return once its authorization URL is known.
+
+        ``open_browser=False``: the gateway does not open it — the caller hands it to someone who will.
+        """
         if server.transport == "stdio":
             raise McpRelayError(
                 ErrorType.USAGE_ERROR,
@@ -79,7 +95,7 @@ class LoginRunner:
             )
         running = self._running.get(server.name)
         if running is None:
-            running = _Running(correlation_id=new_correlation_id())
+            running = _Running(correlation_id=new_correlation_id(), open_browser=open_browser)
             self._running[server.name] = running
             self.task_group.start_soon(self._run, server, running)
         with anyio.fail_after(server.oauth.login_timeout):
@@ -91,6 +107,8 @@ class LoginRunner:
                 ErrorType.CODE_FLOW_FAILED, f"the login to {server.name} ended before it started",
                 server=server.name, correlation_id=running.correlation_id,
             )
+        if not running.open_browser:
+            return running.started()
         await anyio.to_thread.run_sync(running.browser_answered.wait, BROWSER_ANSWER_WAIT)
         if not running.browser_answered.is_set():
             running.browser_opened = True  # still running: a launched browser that has not returned yet
@@ -103,6 +121,9 @@ class LoginRunner:
 
         def capture(page_url: str) -> bool:
             # Runs in a worker thread (the flow keeps the event loop free for the callback).
+            if not running.open_browser:
+                running.browser_answered.set()
+                return True  # the URL went to an agent, whose client opens it
             try:
                 opened = bool(self.open_browser(page_url))
             except Exception:  # a broken BROWSER setting must not fail the login: the URL is returned anyway

@@ -311,8 +311,7 @@ class Upstream:
             # Only while serving: before that the failing list request reports it, and during teardown
             # a wake-up would cut short the backoff before the next attempt.
             if serving:
-                self._signals.broken = f"the connection to {self.name} closed"
-                self._signals.kick()
+                self._broken(f"the connection to {self.name} closed")
 
         with errlog as stderr:
             async with open_upstream(
@@ -367,6 +366,7 @@ class Upstream:
                 signals = self._signals
                 self._signals = _Signals()
                 if signals.broken:
+                    self._client = None  # no new request goes out on a session that is going away
                     raise McpRelayError(ErrorType.UPSTREAM_ERROR, signals.broken, server=self.name)
                 if signals.relisten and listen_scope is not None:
                     listen_scope.cancel()
@@ -520,8 +520,13 @@ class Upstream:
         error.with_context(server=self.name, correlation_id=new_correlation_id())
         self.last_error = error
         had_tools = bool(self.catalog.tools or self.catalog.resources or self.catalog.prompts)
-        self.catalog = Catalog()
         state: UpstreamState = "login_required" if error.error_type == ErrorType.LOGIN_REQUIRED else "error"
+        if state == "login_required":
+            # What it offered stays listed: a call to one of its tools is how an agent whose client can
+            # send its user to a URL gets the login done, and the others get the login_required error.
+            had_tools = False
+        else:
+            self.catalog = Catalog()
         if not quiet:
             diaglog.event(
                 "upstream_failed", server=self.name, correlation_id=error.correlation_id, level="warning",
@@ -547,10 +552,19 @@ class Upstream:
 
     # ------------------------------------------------------------------ forwarding
 
+    async def wait_until_ready(self, limit: float) -> bool:
+        """Wait at most ``limit`` seconds for the session to be ready (after a login: through reconnecting)."""
+        with anyio.move_on_after(limit):
+            while self.state != "ready" or self._client is None:
+                await self._state_changed.wait()
+        return self.state == "ready"
+
     async def _ready_client(self, request_id: str) -> Client:
         """The live session, waiting briefly while a first connection is under way; never hangs."""
         deadline = anyio.current_time() + self.env.wait_for_connect
-        while self.state == "connecting" and self._client is None:
+        # "ready" without a client: the session is going away and what comes next (a reconnect, a login
+        # required) is about to be known — the caller hears that, not "connection closed".
+        while self.state in ("connecting", "ready") and self._client is None:
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 break
@@ -594,8 +608,10 @@ class Upstream:
             raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
-                self._signals.broken = f"the connection to {self.name} closed"
-                self._signals.kick()
+                auth_error = auth.last_error if auth is not None and auth.last_error is not before else None
+                if auth_error is not None:  # the transport gave up because our auth did: that is the news
+                    raise self._auth_failed(auth_error, request_id) from None
+                self._broken(f"the connection to {self.name} closed")
             if exc.code == types.REQUEST_TIMEOUT:
                 raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
             if exc.code == types.CONNECTION_CLOSED or (
@@ -608,16 +624,25 @@ class Upstream:
             if auth is not None and auth.last_error is not None and auth.last_error is not before:
                 cause = auth.last_error
             if isinstance(cause, McpRelayError):
-                if cause.error_type == ErrorType.LOGIN_REQUIRED:
-                    self._signals.broken = cause.message
-                    self._signals.kick()
-                raise McpRelayError(
-                    cause.error_type, cause.message, suggestion=cause.suggestion, server=self.name,
-                    correlation_id=cause.correlation_id, request_id=request_id, details=cause.details,
-                ) from None
-            self._signals.broken = f"{type(cause).__name__}: {cause}"
-            self._signals.kick()
+                raise self._auth_failed(cause, request_id) from None
+            self._broken(f"{type(cause).__name__}: {cause}")
             raise self._call_error(what, request_id, f"{type(cause).__name__}: {str(cause)[:300]}") from None
+
+    def _broken(self, why: str) -> None:
+        """The session is going away: no request goes out on it any more, and the supervisor reconnects."""
+        self._client = None
+        self._signals.broken = why
+        self._signals.kick()
+
+    def _auth_failed(self, cause: McpRelayError, request_id: str) -> McpRelayError:
+        """A request failed because its authentication did: the structured error, and, when the grant is
+        dead, the session given up (the supervisor waits for a login)."""
+        if cause.error_type == ErrorType.LOGIN_REQUIRED:
+            self._broken(cause.message)
+        return McpRelayError(
+            cause.error_type, cause.message, suggestion=cause.suggestion, server=self.name,
+            correlation_id=cause.correlation_id, request_id=request_id, details=cause.details,
+        )
 
     def _call_error(self, what: str, request_id: str, message: str) -> McpRelayError:
         return McpRelayError(
