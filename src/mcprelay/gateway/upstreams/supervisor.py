@@ -44,9 +44,9 @@ from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correl
 from mcprelay.gateway.upstreams.stderrlog import captured_stderr, upstream_log_path
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth
-from mcprelay.oauth.grant import load_grant
+from mcprelay.oauth.grant import load_grant, token_key
 from mcprelay.related import related_request, untagged
-from mcprelay.store.base import TokenStore
+from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import SYNTHESIZED_ERROR_KEY, ClientHandlers
 
 logger = logging.getLogger(__name__)
@@ -476,11 +476,13 @@ class Upstream:
             "upstream_login_required", server=self.name, correlation_id=error.correlation_id,
             message=error.message,
         )
-        while True:
-            await self._sleep_or_wake(self.env.login_poll_interval)
-            current = await self._fingerprint()
-            if current is not None and current != seen:
-                return
+        # A shared store (Redis) pushes changes, so a login on another replica lands within a round trip.
+        async with watching(self.env.store, token_key(self.name), lambda _op: self.wake()):
+            while True:
+                await self._sleep_or_wake(self.env.login_poll_interval)
+                current = await self._fingerprint()
+                if current is not None and current != seen:
+                    return
 
     async def _fingerprint(self) -> str | None:
         try:
