@@ -12,11 +12,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from pathlib import Path
 from typing import TextIO
 
+import anyio.to_thread
 import httpx2
 from mcp.client.client import Client
 
 from mcprelay.config import MACHINE_GRANTS, ServerConfig
-from mcprelay.errors import McpRelayError, login_required
+from mcprelay.errors import ErrorType, McpRelayError, login_required
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
@@ -79,6 +80,9 @@ def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncCli
     from mcprelay import status
 
     def outcome(error: McpRelayError | None) -> None:
+        shared = getattr(store, "shared", False)
+        if error is not None and error.error_type == ErrorType.TOKEN_STORE_UNAVAILABLE and shared:
+            return  # the status lives in that store: nothing to write it to
         if error is None:
             status.clear_refresh_error(home, server.name, store)
         else:
@@ -105,7 +109,7 @@ async def ensure_login(
     login. One that challenges gets the interactive ``login`` when there is one, else
     ``login_required`` — a background process never opens a browser on its own.
     """
-    if load_grant(store, server.name) is not None:
+    if await anyio.to_thread.run_sync(load_grant, store, server.name) is not None:
         return True
     challenge = await probe(http, server.url)
     if challenge is None:

@@ -117,23 +117,31 @@ class RedisLease:
         self.wait = wait
         self.poll = poll
         self.acquire_attempts = 0  # for the benchmarks: lease round trips
+        # One token per lock (one per token manager): a SET a paused Redis applies late still names us,
+        # so our next attempt takes it over instead of waiting out a lease nobody holds.
+        self._token = secrets.token_hex(16)
 
     @contextlib.asynccontextmanager
     async def hold(self, grant_id: str, *, server: str, correlation_id: str) -> AsyncIterator[Hold]:
         key = self.backend.lease_key(lock_name(grant_id))
-        token = secrets.token_hex(16)
+        token = self._token
         ttl_ms = max(100, int(self.ttl * 1000))
         started = time.monotonic()
         deadline = started + self.wait
         unreachable: BaseException | None = None
         while True:
             self.acquire_attempts += 1
-            try:
-                if await self.backend.lease_acquire(key, token, ttl_ms):
-                    break
-                unreachable = None
-            except McpRelayError as exc:
-                unreachable = exc
+            acquired = False
+            with anyio.move_on_after(max(0.05, deadline - time.monotonic())) as attempt:
+                try:
+                    acquired = await self.backend.lease_acquire(key, token, ttl_ms)
+                    unreachable = None
+                except McpRelayError as exc:
+                    unreachable = exc
+            if attempt.cancelled_caught:
+                unreachable = McpRelayError(ErrorType.TOKEN_STORE_UNAVAILABLE, "no answer")
+            if acquired:
+                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 if unreachable is not None:
@@ -157,13 +165,20 @@ class RedisLease:
         diaglog.event("refresh_lease_acquired", server=server, correlation_id=correlation_id,
                       waited_ms=round(waited * 1000, 1))
         hold = Hold(fence=Fence(key, token), waited_s=waited)
+        failure: BaseException | None = None
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._renew, hold, key, token, ttl_ms, server, correlation_id)
                 try:
                     yield hold
+                except BaseException as exc:
+                    # Raised again below, outside the task group, so that callers see the error itself
+                    # (a login_required) rather than an ExceptionGroup around it.
+                    failure = exc
                 finally:
                     tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(McpRelayError):
                 # Only the holder's own token is deleted: a lease that lapsed and went to a sibling stays.
@@ -175,8 +190,7 @@ class RedisLease:
             try:
                 still = await self.backend.lease_renew(key, token, ttl_ms)
             except McpRelayError:
-                still = True  # unknown: the fenced write will tell; keep trying while the lease may live
-                continue
+                continue  # unknown: the fenced write will tell; keep trying while the lease may live
             if not still:
                 diaglog.event("refresh_lease_lost", server=server, correlation_id=cid, level="warning")
                 hold.lost.set()

@@ -239,10 +239,10 @@ class GrantRefresher:
             grant = await self._renew(current, stale, cid)
         except McpRelayError as exc:
             exc.with_context(server=self.server, correlation_id=cid)
-            self._report(exc)
+            await self._report(exc)
             raise
         if self._failed:
-            self._report(None)
+            await self._report(None)
         return grant
 
     # -- under the lock -----------------------------------------------------------------------------
@@ -541,11 +541,13 @@ class GrantRefresher:
         diaglog.event("recovery_record_adopted", server=self.server, correlation_id=cid)
         return kept
 
-    def _report(self, error: McpRelayError | None) -> None:
+    async def _report(self, error: McpRelayError | None) -> None:
         self._failed = error is not None
         if self.on_outcome is not None:
             try:
-                self.on_outcome(error)
+                # Best effort and bounded: when the store is down, the caller's error must not wait for it.
+                with anyio.fail_after(3):
+                    await anyio.to_thread.run_sync(self.on_outcome, error, abandon_on_cancel=True)
             except Exception:  # recording the outcome is never a reason for a refresh to fail
                 diaglog.event("refresh_outcome_not_recorded", server=self.server, correlation_id=None,
                               level="warning")

@@ -99,6 +99,15 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('HSET', KEYS[1]
 return 1
 """
 
+# KEYS: lease; ARGV: token, ttl ms. Ours already (a late SET from an attempt we gave up on): extend it.
+_ACQUIRE = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if v then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -241,8 +250,8 @@ class RedisStore:
 
                 self._client = loop.run(connect(), 10)
                 for name, body in (("read", _READ), ("put", _PUT), ("write_if", _WRITE_IF),
-                                   ("delete_if", _DELETE_IF), ("fenced", _FENCED), ("renew", _RENEW),
-                                   ("release", _RELEASE)):
+                                   ("delete_if", _DELETE_IF), ("fenced", _FENCED), ("acquire", _ACQUIRE),
+                                   ("renew", _RENEW), ("release", _RELEASE)):
                     self._scripts[name] = self._client.register_script(body)
                 self._loop = loop
                 atexit.register(self.close)
@@ -406,11 +415,9 @@ class RedisStore:
         return self.prefix + "lease:" + name
 
     async def lease_acquire(self, key: str, token: str, ttl_ms: int) -> bool:
-        async def acquire() -> bool:
-            assert self._client is not None
-            return bool(await self._client.set(key, token, nx=True, px=ttl_ms))
-
-        return await self._async(acquire, "take a refresh lease")
+        result = await self._async(lambda: self._scripts["acquire"](keys=[key], args=[token, ttl_ms]),
+                                   "take a refresh lease")
+        return int(result) == 1
 
     async def lease_renew(self, key: str, token: str, ttl_ms: int) -> bool:
         result = await self._async(lambda: self._scripts["renew"](keys=[key], args=[token, ttl_ms]), "renew a lease")

@@ -598,6 +598,12 @@ class Upstream:
             if exc.code == types.CONNECTION_CLOSED:
                 self._signals.broken = f"the connection to {self.name} closed"
                 self._signals.kick()
+                failure = auth.last_error if auth is not None else None
+                if failure is not None:  # the auth flow ended this session: say why
+                    raise McpRelayError(
+                        failure.error_type, failure.message, suggestion=failure.suggestion, server=self.name,
+                        correlation_id=failure.correlation_id, request_id=request_id, details=failure.details,
+                    ) from None
             if exc.code == types.REQUEST_TIMEOUT:
                 raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
             if exc.code == types.CONNECTION_CLOSED or (
