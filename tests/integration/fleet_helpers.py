@@ -42,9 +42,10 @@ class Replica:
     process: subprocess.Popen[bytes]
     url: str = ""
     stderr_path: Path = field(default_factory=Path)
+    headers: dict[str, str] = field(default_factory=dict)
 
     async def server(self) -> dict[str, Any]:
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, headers=self.headers) as http:
             response = await http.get(f"{self.url}/api/v1/servers/strict")
         body: dict[str, Any] = response.json()["server"]
         return body

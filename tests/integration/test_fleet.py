@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import mcp_types as types
 import pytest
 from mcp.client.client import Client
@@ -249,3 +250,40 @@ async def test_redis_restarted_without_persistence_says_the_login_is_gone(
     (row,) = json.loads(status.stdout)
     assert row["state"] == "login_required" and "restarted without persistence" in row["last_error"]["message"]
     assert servers.auth.counters.grants_revoked == 0
+
+
+async def test_healthz_readyz_and_metrics_of_a_replica(
+    strict_servers: Callable[..., Servers], redis_server: Callable[..., Any], store_key: str, tmp_path: Path
+) -> None:
+    servers = strict_servers(access_token_ttl=600)
+    redis = redis_server(appendonly=True)
+    config = fleet_config(tmp_path / "fleet.json", servers.mcp_url, redis.url)
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "api_key": "fleet-test-key"}))
+    login_from_laptop(tmp_path, config)
+    key = {"Authorization": "Bearer fleet-test-key"}
+    async with replicas(tmp_path, config, 1) as (node,), httpx2.AsyncClient(base_url=node.url, timeout=20) as http:
+        node.headers = key
+        assert (await http.get("/healthz")).status_code == 401  # behind the listener's key like everything else
+        assert (await http.get("/healthz", headers=key)).json() == {"status": "ok"}
+        ready = await http.get("/readyz", headers=key)
+        assert ready.status_code == 200 and ready.json()["checks"]["token_store"]["ok"] is True
+        await node.wait_state("ready")
+        async with open_session(f"{node.url}/mcp", headers=key) as client:
+            assert not (await client.call_tool("strict__echo", {"text": "m"})).is_error
+        servers.auth.expire_access_tokens()
+        async with open_session(f"{node.url}/mcp", headers=key) as client:
+            assert not (await client.call_tool("strict__echo", {"text": "m"})).is_error
+        text = (await http.get("/metrics", headers=key)).text
+        redis.pause()
+        try:
+            paused = await http.get("/readyz", headers=key)
+            alive = await http.get("/healthz", headers=key)
+        finally:
+            redis.resume()
+    assert 'mcprelay_tool_call_seconds_count{status="ok",upstream="strict"}' in text
+    assert 'mcprelay_upstream_state{state="ready",upstream="strict"} 1.0' in text
+    assert 'mcprelay_refreshes_total{outcome="refreshed"} 1.0' in text
+    assert 'mcprelay_lease_wait_seconds_count{lock="redis"}' in text
+    assert paused.status_code == 503 and paused.json()["checks"]["token_store"]["ok"] is False
+    assert alive.status_code == 200

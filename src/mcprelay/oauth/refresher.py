@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
-from mcprelay import diaglog
+from mcprelay import diaglog, metrics
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.oauth._documents import OAUTH_REQUEST_DEADLINE_S
 from mcprelay.oauth.grant import Attempt, GrantRecords, Snapshot, StoredGrant, grant_from, spent_hash
@@ -235,12 +235,15 @@ class GrantRefresher:
     async def renew(self, current: StoredGrant, *, stale: str) -> StoredGrant:
         """New tokens for ``current`` whose access token ``stale`` is due or was rejected."""
         cid = new_correlation_id()
+        started, sent = time.monotonic(), self.refreshes
         try:
             grant = await self._renew(current, stale, cid)
         except McpRelayError as exc:
             exc.with_context(server=self.server, correlation_id=cid)
+            metrics.refresh(str(exc.error_type), time.monotonic() - started)
             await self._report(exc)
             raise
+        metrics.refresh("refreshed" if self.refreshes > sent else "adopted", time.monotonic() - started)
         if self._failed:
             await self._report(None)
         return grant
@@ -252,6 +255,7 @@ class GrantRefresher:
         for _ in range(2):
             try:
                 async with self.lock.hold(current.grant_id, server=self.server, correlation_id=cid) as hold:
+                    metrics.lease_wait("file" if hold.fence is None else "redis", hold.waited_s)
                     try:
                         with anyio.fail_after(self.hold_deadline):
                             return await self._renew_held(current, stale, hold, cid)

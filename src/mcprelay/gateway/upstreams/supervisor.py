@@ -37,7 +37,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from mcprelay import diaglog, seam
+from mcprelay import diaglog, metrics, seam
 from mcprelay.config import ServerConfig
 from mcprelay.connect import open_upstream
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
@@ -513,6 +513,7 @@ class Upstream:
         self.on_change(self, changed)
 
     def _notify_state(self) -> None:
+        metrics.upstream_state(self.name, self.state)
         if self.state != "connecting":
             self.settled.set()
         self._state_changed.set()
