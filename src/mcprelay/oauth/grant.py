@@ -90,7 +90,9 @@ def load_grant(store: TokenStore, server: str) -> StoredGrant | None:
         # The store cannot say which server a key belongs to; we can, so the suggestion names it.
         if exc.error_type == ErrorType.TOKEN_STORE_UNAVAILABLE and not exc.server:
             exc.server = server
-            if "NAME" in exc.suggestion or not exc.suggestion:
+            if "NAME" in exc.suggestion:
+                exc.suggestion = exc.suggestion.replace("NAME", server)
+            elif not exc.suggestion:
                 exc.suggestion = (f"run `mcprelay auth logout --server {server}` and then "
                                   f"`mcprelay auth login --server {server}`")
         raise

@@ -317,7 +317,8 @@ class RedisStore:
                 ErrorType.TOKEN_STORE_UNAVAILABLE,
                 f"cannot open the stored entry {key!r} in the Redis token store at {self.address}: {exc}",
                 suggestion="give every replica the same MCPRELAY_STORE_KEY (and the old one as "
-                "MCPRELAY_STORE_KEY_PREVIOUS during a rotation); otherwise log out and log in again",
+                "MCPRELAY_STORE_KEY_PREVIOUS during a rotation); otherwise run "
+                "`mcprelay auth logout --server NAME` and log in again",
                 details={"key": key},
             ) from None
         if not isinstance(value, dict):
