@@ -63,6 +63,11 @@ class Replica:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
+    def log_text(self) -> str:
+        """The replica's diagnostic log."""
+        path = self.home / "logs" / "mcprelay.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 

@@ -150,7 +150,7 @@ async def test_a_lease_holder_killed_mid_refresh_never_leads_to_a_second_present
                 while servers.auth.counters.token_in_flight == 0:
                     await anyio.sleep(0.02)
             # Whichever replica got the lease (a background request may have beaten our call) is the holder.
-            (holder,) = [n for n in nodes if '"refresh_lease_acquired"' in (n.home / "logs" / "mcprelay.log").read_text()]
+            (holder,) = [n for n in nodes if '"refresh_lease_acquired"' in n.log_text()]
             holder.kill()
             tg.cancel_scope.cancel()
         killed_at = time.monotonic()
