@@ -200,7 +200,7 @@ async def token_request(
         ) from None
 
 
-def _suggestion(oauth_error: str, description: str, status: int, server: str | None) -> str:
+def _suggestion(oauth_error: str, description: str, status: int = 400, server: str | None = None) -> str:
     """What to do about a refused request; the server's name, never a placeholder."""
     name = server or "NAME"
     if "AADSTS9010010" in description:
