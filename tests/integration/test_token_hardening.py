@@ -50,6 +50,7 @@ class TrickleServer:
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0
+        self._stopped: asyncio.Event
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         self.ready.wait(10)
@@ -74,11 +75,16 @@ class TrickleServer:
                 writer.close()
 
         async def main() -> None:
+            self._stopped = asyncio.Event()
             server = await asyncio.start_server(handle, "127.0.0.1", 0)
             self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
-            async with server:
-                await server.serve_forever()
+            await self._stopped.wait()
+            server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+            await asyncio.sleep(0.05)
 
         self.loop.run_until_complete(main())
 
@@ -87,8 +93,8 @@ class TrickleServer:
         return f"http://127.0.0.1:{self.port}/token"
 
     def stop(self) -> None:
-        for task in asyncio.all_tasks(self.loop):
-            self.loop.call_soon_threadsafe(task.cancel)
+        self.loop.call_soon_threadsafe(self._stopped.set)
+        self.thread.join(5)
 
 
 def expired_grant(token_endpoint: str) -> StoredGrant:
