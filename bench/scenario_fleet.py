@@ -30,6 +30,7 @@ from bench.common import Table, cpu_seconds, median, percentile
 from mcprelay.config import ServerConfig
 from mcprelay.httpclient import new_http_client
 from mcprelay.oauth.flow import LoginOptions, login
+from mcprelay.oauth.grant import load_grant
 from mcprelay.store.redis import RedisStore
 from mcprelay.testing.asgi import AppFactory, ThreadedServer
 from mcprelay.testing.authserver import AuthServerSettings, StrictAuthServer
@@ -172,11 +173,11 @@ async def _fleet_rows(r: int, ns: list[int], root: Path, table: Table, calls_tab
         for replica in replicas:
             await replica.ready()
         for n in ns:
-            auth.settings.access_token_ttl = TTL
-            expires = await _login(cfg, store)  # a fresh 6-second token for this row
+            # Every refresh issues another 6-second token: wait until the one the replicas hold has expired.
+            grant = load_grant(store, "strict")
+            expires = grant.tokens.expires_at if grant and grant.tokens.expires_at else expires
             await anyio.sleep(max(0.0, expires - time.time()) + 0.3)
             auth.counters.reset()
-            auth.settings.access_token_ttl = 600
             before, since = redis.commands(), time.time()
             results: list[bool] = []
             started = time.monotonic()
