@@ -103,6 +103,7 @@ class _Replica:
              "127.0.0.1:0"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         )
         self.url = ""
+        self.headers: dict[str, str] = {}
 
     async def started(self) -> None:
         runfile = self.home / "state" / "gateway.json"
@@ -110,11 +111,14 @@ class _Replica:
             while not runfile.exists():  # noqa: ASYNC110 - another process writes it
                 await anyio.sleep(0.05)
         self.url = str(json.loads(runfile.read_text())["url"])
+        key = self.home / "gateway.key"  # a loopback listener serves only its owner: present the key
+        if key.exists():
+            self.headers = {"Authorization": f"Bearer {key.read_text().strip()}"}
 
     async def ready(self) -> None:
         import httpx2
 
-        async with httpx2.AsyncClient(timeout=10) as http:
+        async with httpx2.AsyncClient(timeout=10, headers=self.headers) as http:
             with anyio.fail_after(60):
                 while (await http.get(f"{self.url}/api/v1/servers/strict")).json()["server"]["state"] != "ready":  # noqa: ASYNC110
                     await anyio.sleep(0.05)
@@ -144,7 +148,7 @@ async def _login(cfg: ServerConfig, store: RedisStore) -> float:
 
 
 async def _storm(replica: _Replica, n: int, results: list[bool]) -> None:
-    async with open_session(f"{replica.url}/mcp") as client:
+    async with open_session(f"{replica.url}/mcp", headers=replica.headers) as client:
 
         async def one() -> None:
             result = await client.call_tool("strict__sleep", {"seconds": 0.5})
@@ -195,7 +199,7 @@ async def _fleet_rows(r: int, ns: list[int], root: Path, table: Table, calls_tab
         before = redis.commands()
         fresh: list[bool] = []
         for replica in replicas:
-            async with open_session(f"{replica.url}/mcp") as client:
+            async with open_session(f"{replica.url}/mcp", headers=replica.headers) as client:
                 for _ in range(100):
                     fresh.append(not (await client.call_tool("strict__echo", {"text": "x"})).is_error)
         calls_table.rows.append([r, len(fresh), sum(fresh), redis.commands() - before])
@@ -230,7 +234,7 @@ async def _latency(store_kind: str, root: Path, calls: int, cpu_ms: list[float])
         await replica.started()
         await replica.ready()
         samples: list[float] = []
-        async with open_session(f"{replica.url}/mcp") as client:
+        async with open_session(f"{replica.url}/mcp", headers=replica.headers) as client:
             for _ in range(20):
                 await client.call_tool("strict__echo", {"text": "warm"})
             cpu = cpu_seconds(replica.proc.pid)

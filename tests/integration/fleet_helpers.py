@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import httpx2
 
-from tests.integration.gateway_helpers import cli_env
+from tests.integration.gateway_helpers import auth_headers, cli_env
 
 
 def fleet_config(path: Path, mcp_url: str, redis_url: str, **store_params: Any) -> Path:
@@ -91,6 +91,8 @@ async def replica(home: Path, config: Path, env: dict[str, str] | None = None) -
             assert time.monotonic() < deadline, "the replica did not start"
             await anyio.sleep(0.05)
         node.url = str(json.loads(runfile.read_text())["url"])
+        if (home / "gateway.key").exists():  # the loopback listener serves only its owner: present the key
+            node.headers = auth_headers(home)
         yield node
     finally:
         if process.poll() is None:

@@ -18,12 +18,11 @@ import anyio
 import httpx2
 import mcp_types as types
 import pytest
-from mcp.client.client import Client
 
 from mcprelay.transport import open_session
 from tests.conftest import Servers
 from tests.integration.fleet_helpers import Replica, fleet_config, replicas, run_cli
-from tests.integration.gateway_helpers import Notifications
+from tests.integration.gateway_helpers import Notifications, mcp_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -37,7 +36,7 @@ def login_from_laptop(tmp_path: Path, config: Path) -> None:
 async def calls(node: Replica, n: int, tool: str = "strict__sleep", args: dict[str, Any] | None = None
                 ) -> list[types.CallToolResult]:
     results: list[types.CallToolResult] = []
-    async with open_session(f"{node.url}/mcp") as client:
+    async with open_session(f"{node.url}/mcp", headers=node.headers) as client:
 
         async def one() -> None:
             results.append(await client.call_tool(tool, args if args is not None else {"seconds": 0.5}))
@@ -77,7 +76,7 @@ async def test_one_login_reaches_every_replica_and_thirty_calls_after_expiry_sen
         for node in nodes:
             await node.wait_state("login_required")
         seen = Notifications()
-        async with Client(f"{nodes[2].url}/mcp", mode="legacy", message_handler=seen) as watcher:
+        async with mcp_client(nodes[2].url, nodes[2].home, mode="legacy", message_handler=seen) as watcher:
             assert "strict__echo" not in {t.name for t in (await watcher.list_tools(cache_mode="bypass")).tools}
             before = seen.tools_changed()
             logged_in = time.time()

@@ -16,16 +16,14 @@ import base64
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from mcprelay import diaglog
+from mcprelay.errors import McpRelayError
+from mcprelay.paths import private_dir, read_private, write_private
 from mcprelay.store.seal import Sealer, SealError, decode_key
-
-_POSIX = os.name == "posix"
-_O_BINARY: int = getattr(os, "O_BINARY", 0)
 
 
 class RecoveryBox:
@@ -42,47 +40,24 @@ class RecoveryBox:
         """Create the directory and key now, while there is room (called before a refresh is sent)."""
         if self._sealer is not None:
             return
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         key_file = self.directory / ".key"
-        try:
-            raw = decode_key(key_file.read_text())
-        except FileNotFoundError:
-            raw = secrets.token_bytes(32)
-            tmp = self.directory / f".key.{secrets.token_hex(4)}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(base64.b64encode(raw) + b"\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, key_file)  # first creator wins; a racing one reads the winner's key
-            except FileExistsError:
-                raw = decode_key(key_file.read_text())
-            finally:
-                tmp.unlink()
-        self._sealer = Sealer(raw)
+        text = read_private(key_file, 1024)
+        if text is None:
+            # First creator wins; a racing one reads the winner's key (the file only ever appears whole).
+            write_private(key_file, base64.b64encode(secrets.token_bytes(32)) + b"\n", exclusive=True)
+            text = read_private(key_file, 1024) or b""
+        self._sealer = Sealer(decode_key(text.decode()))
 
     def save(self, server: str, grant: dict[str, Any], *, over: str | None) -> bool:
         """Keep ``grant`` (which replaced the stored record at stamp ``over``); False if even this failed."""
+        path = self._path(server)
         try:
             self.prepare()
             assert self._sealer is not None
             record = json.dumps({"grant": grant, "over": over}, separators=(",", ":")).encode()
-            blob = self._sealer.seal(record, f"recovery/{server}")
-            path = self._path(server)
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(blob)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-                raise
-        except (OSError, ValueError) as exc:
+            write_private(path, self._sealer.seal(record, f"recovery/{server}"))
+        except (OSError, ValueError, McpRelayError) as exc:
             diaglog.event("recovery_record_failed", server=server, correlation_id=None, level="error",
                           error=f"{type(exc).__name__}: {exc}")
             return False
@@ -94,21 +69,16 @@ class RecoveryBox:
         """The kept grant and the stamp it replaced, or None (absent, or unreadable: then it is logged)."""
         path = self._path(server)
         try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            diaglog.event("recovery_record_unreadable", server=server, correlation_id=None, level="error",
-                          error=str(exc))
-            return None
-        try:
+            blob = read_private(path, 16 * 1024 * 1024)
+            if blob is None:
+                return None
             self.prepare()
             assert self._sealer is not None
             record = json.loads(self._sealer.open(blob, f"recovery/{server}"))
             grant, over = record["grant"], record.get("over")
             if not isinstance(grant, dict):
                 raise ValueError("not a grant")
-        except (SealError, ValueError, KeyError, TypeError, OSError) as exc:
+        except (SealError, ValueError, KeyError, TypeError, OSError, McpRelayError) as exc:
             diaglog.event("recovery_record_unreadable", server=server, correlation_id=None, level="error",
                           error=f"{type(exc).__name__}: {exc}")
             return None

@@ -536,14 +536,20 @@ class RedisStore:
         self._sync(ping, "answer a PING")
         return time.monotonic() - started
 
+    def _epoch_record(self) -> dict[str, Any]:
+        from mcprelay.paths import read_private
+
+        assert self._home is not None
+        try:
+            record = json.loads(read_private(self._home / "state" / _EPOCH_FILE, 64 * 1024) or b"{}")
+        except (OSError, ValueError, McpRelayError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
     def _read_epoch_file(self) -> str | None:
         if self._home is None:
             return None
-        try:
-            record = json.loads((self._home / "state" / _EPOCH_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        value = record.get(self.address + "|" + self.prefix) if isinstance(record, dict) else None
+        value = self._epoch_record().get(self.address + "|" + self.prefix)
         return value if isinstance(value, str) else None
 
     def _note_epoch(self, epoch: str | None) -> None:
@@ -556,22 +562,15 @@ class RedisStore:
             self._write_epoch_file(epoch)
 
     def _write_epoch_file(self, epoch: str) -> None:
+        """Remember Redis's epoch in this home, so a later process can tell that Redis lost its data."""
         if self._home is None:
             return
-        path = self._home / "state" / _EPOCH_FILE
-        with contextlib.suppress(OSError, ValueError):
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
-                record = {}
-            record = record if isinstance(record, dict) else {}
+        from mcprelay.paths import private_dir, write_private
+
+        with contextlib.suppress(OSError, ValueError, McpRelayError):
+            record = self._epoch_record()
             record[self.address + "|" + self.prefix] = epoch
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, path)
+            write_private(private_dir(self._home / "state") / _EPOCH_FILE, json.dumps(record).encode())
 
     def data_lost(self) -> bool:
         """True when the last read found Redis without the data it had before (restarted without persistence)."""
