@@ -11,7 +11,6 @@ Where it lives follows the token store:
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,13 +55,11 @@ def write_status(home: Path, server: str, store: TokenStore | None = None, **fie
     if store is not None and _shared(store):
         store.put(_status_key(server), data)
         return
+    from mcprelay.paths import private_dir, write_private
+
     path = _path(home, server)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
+    private_dir(path.parent)
+    write_private(path, json.dumps(data).encode())  # 0600, atomic, never through a planted symlink
 
 
 def record_error(home: Path, server: str, error: McpRelayError, store: TokenStore | None = None) -> None:
