@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/run.py [--quick] [--only NAME[,NAME...]] [--out FILE]
 
-Scenarios: refresh (1), concurrency (2), gateway (3), startup (4), scale (5). ``--quick`` uses fewer
-iterations and rounds. A header with the machine and the versions is printed first; ``--out``
-also writes everything to a file. mcp-proxy and mcp-remote are measured when installed:
+Scenarios: refresh (1), concurrency (2), gateway (3), startup (4), scale (5), fleet (6: needs
+redis-server). ``--quick`` uses fewer iterations and rounds. A header with the machine and the
+versions is printed first; ``--out`` also writes everything to a file. mcp-proxy and mcp-remote
+are measured when installed:
 
     python3 -m venv bench/.venvs/mcp-proxy && bench/.venvs/mcp-proxy/bin/pip install mcp-proxy
     npm install --prefix bench/.npm mcp-remote
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # so the scenarios import as ``bench.*`` when run as a script
 
-SCENARIOS = ("refresh", "concurrency", "gateway", "startup", "scale")
+SCENARIOS = ("refresh", "concurrency", "gateway", "startup", "scale", "fleet")
 
 
 def _cpu_model() -> str:

@@ -85,3 +85,31 @@ def strict_servers() -> Iterator[Callable[..., Servers]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: ``redis_server(appendonly=True)`` starts a real redis-server on a free port in tmp_path."""
+    from tests.redis_helpers import RedisServer
+
+    started: list[Any] = []
+
+    def start(*, appendonly: bool = True) -> Any:
+        server = RedisServer(tmp_path / f"redis-{len(started)}", appendonly=appendonly)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def store_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh MCPRELAY_STORE_KEY in this process's environment (and so in the replicas it starts)."""
+    from tests.redis_helpers import new_store_key
+
+    key = new_store_key()
+    monkeypatch.setenv("MCPRELAY_STORE_KEY", key)
+    monkeypatch.delenv("MCPRELAY_STORE_KEY_PREVIOUS", raising=False)
+    return key

@@ -8,23 +8,27 @@ same way whichever door the request came in by.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
+import anyio.to_thread
 import httpx2
 from mcp.client.client import Client
 
 from mcprelay.config import MACHINE_GRANTS, ServerConfig
-from mcprelay.errors import login_required
+from mcprelay.errors import ErrorType, McpRelayError, login_required
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
-from mcprelay.oauth.grant import StoredGrant, load_grant
+from mcprelay.oauth.grant import StoredGrant, load_grant, token_key
+from mcprelay.oauth.grantlock import FileGrantLock, GrantLock
+from mcprelay.oauth.recovery import RecoveryBox
+from mcprelay.oauth.refresher import GrantRefresher, ReacquireRequest, RefreshTokenRequest, RenewalByGrant
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
-from mcprelay.store.base import TokenStore
+from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import DEFAULT_MAX_MESSAGE_BYTES, ClientHandlers, OnClosed, open_session, open_stdio_session
 
 #: Runs an interactive login for the server (optionally with the given scopes) and stores the grant.
@@ -58,15 +62,42 @@ def credentials_for(server: ServerConfig, store: TokenStore) -> Callable[[Stored
     return resolve
 
 
+def grant_lock(store: TokenStore, home: Path) -> GrantLock:
+    """The grant lock that matches the store: a Redis lease for a shared store, else an OS file lock."""
+    lease = getattr(store, "grant_lock", None)
+    if callable(lease):
+        lock: GrantLock = lease()
+        return lock
+    return FileGrantLock(home / "locks")
+
+
 def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, home: Path) -> TokenManager:
+    """The token manager for ``server``: single flight in front of the refresher, failures kept for ``auth status``.
+
+    A grant with a refresh token is refreshed; a machine grant (client credentials, JWT bearer, token
+    exchange) has none and is renewed by asking again — both under the same single flight and grant lock.
+    """
+    from mcprelay import status
+
+    def outcome(error: McpRelayError | None) -> None:
+        shared = getattr(store, "shared", False)
+        if error is not None and error.error_type == ErrorType.TOKEN_STORE_UNAVAILABLE and shared:
+            return  # the status lives in that store: nothing to write it to
+        if error is None:
+            status.clear_refresh_error(home, server.name, store)
+        else:
+            status.record_error(home, server.name, error, store)
+
     async def reacquire(grant: StoredGrant, correlation_id: str) -> TokenSet:
         from mcprelay.oauth.acquire import reacquire as ask_again
 
         return await ask_again(http, server, grant, correlation_id)
 
-    return TokenManager(
-        server.name, store, http, credentials_for(server, store), lock_dir=home / "locks", reacquire=reacquire
+    request = RenewalByGrant(RefreshTokenRequest(http, credentials_for(server, store)), ReacquireRequest(reacquire))
+    refresher = GrantRefresher(
+        server.name, store, grant_lock(store, home), request, recovery=RecoveryBox(home), on_outcome=outcome,
     )
+    return TokenManager(server.name, refresher)
 
 
 async def ensure_login(
@@ -78,7 +109,7 @@ async def ensure_login(
     login. One that challenges gets the interactive ``login`` when there is one, else
     ``login_required`` — a background process never opens a browser on its own.
     """
-    if load_grant(store, server.name) is not None:
+    if await anyio.to_thread.run_sync(load_grant, store, server.name) is not None:
         return True
     challenge = await probe(http, server.url)
     if challenge is None:
@@ -94,6 +125,25 @@ async def ensure_login(
         raise login_required(server.name, f"{server.name} requires a login and none is stored")
     await login(None)
     return True
+
+
+def _following_logouts(
+    store: TokenStore, server: str, auth: OAuth | None, on_closed: OnClosed | None
+) -> AbstractAsyncContextManager[None]:
+    """While a session is open: when the grant is deleted anywhere (a logout on another machine, a sibling
+    that found it dead), forget it here and end the session, so this process stops using it at once and
+    reconnects into ``login_required``. A store without a change feed has nothing to follow."""
+    if auth is None:
+        return nullcontext()
+    manager = auth.manager
+
+    def changed(op: str) -> None:
+        if op == "del":
+            manager.forget()
+            if on_closed is not None:
+                on_closed()
+
+    return watching(store, token_key(server), changed)
 
 
 @asynccontextmanager
@@ -137,7 +187,7 @@ async def open_upstream(
 
         auth = OAuth(token_manager(server, store, http, home), step_up=step_up)
     try:
-        async with open_session(
+        async with _following_logouts(store, server.name, auth, on_closed), open_session(
             server.url, transport=server.transport, auth=auth, headers=server.headers,
             request_timeout=request_timeout, handlers=handlers, on_closed=on_closed,
             max_message_bytes=cap, liveness=liveness,

@@ -27,7 +27,7 @@ from mcprelay.httpclient import new_http_client
 from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.flow import LoginOptions, login
 from mcprelay.oauth.grant import load_grant, token_key
-from mcprelay.oauth.tokens import TokenManager
+from mcprelay.oauth.grantlock import lock_name
 from mcprelay.store.base import TokenStore
 from mcprelay.store.file import FileStore
 from mcprelay.store.memory import MemoryStore
@@ -197,19 +197,47 @@ async def test_transient_token_endpoint_failures_are_retried_in_the_same_flight(
 
 
 class FlakyStore(MemoryStore):
-    """A store whose writes can be switched off, as when a keyring locks or a disk fills."""
+    """A store whose writes can be switched off, as when a keyring locks or a disk fills.
+
+    ``broken`` refuses every write; ``broken_keys`` refuses writes of keys starting with one of them
+    (``tokens/``: the store took the reservation, then failed the write of the rotated grant).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.broken = False
+        self.broken_keys: tuple[str, ...] = ()
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        if self.broken:
+        if self.broken or key.startswith(self.broken_keys or ("\0",)):
             raise McpRelayError(ErrorType.TOKEN_STORE_UNAVAILABLE, "disk full (test)")
         super().put(key, value)
 
 
-async def test_store_failure_keeps_the_chain_in_memory_and_says_so_once(
+async def test_a_store_that_cannot_take_the_write_means_the_refresh_is_not_sent(
+    strict_servers: Callable[..., Servers], home: Path
+) -> None:
+    servers = strict_servers(access_token_ttl=2)
+    store = FlakyStore()
+    cfg = await logged_in(servers, store)
+    servers.auth.settings.access_token_ttl = 600
+    async with new_http_client() as http:
+        manager = token_manager(cfg, store, http, home)
+        await manager.access_token()
+        await until_expired(store)
+        store.broken = True
+        with pytest.raises(McpRelayError) as caught:
+            await manager.access_token()
+        assert caught.value.error_type == ErrorType.TOKEN_STORE_UNAVAILABLE
+        assert "the refresh was not sent" in caught.value.message
+        assert servers.auth.counters.refresh_total == 0  # nothing was spent at the server
+        store.broken = False
+        token = await manager.access_token()
+    assert servers.auth.introspect(token) is not None
+    assert servers.auth.counters.refresh_total == 1 and servers.auth.counters.grants_revoked == 0
+
+
+async def test_a_write_that_fails_after_the_refresh_keeps_the_chain_in_memory_and_in_a_recovery_record(
     strict_servers: Callable[..., Servers], home: Path
 ) -> None:
     servers = strict_servers(access_token_ttl=2)
@@ -219,15 +247,26 @@ async def test_store_failure_keeps_the_chain_in_memory_and_says_so_once(
         manager = token_manager(cfg, store, http, home)
         await manager.access_token()
         await until_expired(store)
-        store.broken = True
+        store.broken_keys = ("tokens/",)
         with pytest.raises(McpRelayError) as caught:
             await manager.access_token()
         assert caught.value.error_type == ErrorType.TOKEN_STORE_UNAVAILABLE
+        assert "recovery record" in caught.value.message
         first = await manager.access_token()  # the refreshed token, from memory, no second error
         assert servers.auth.introspect(first) is not None
+        records = list((home / "recovery").glob("*.json.enc"))
+        assert len(records) == 1 and oct(records[0].stat().st_mode & 0o777) == "0o600"
+        assert first.encode() not in records[0].read_bytes()  # sealed, not plaintext
+        # A process that starts now (this one "exited") adopts the record instead of the spent stored token.
+        store.broken_keys = ()
+        servers.auth.settings.access_token_ttl = 600
         await anyio.sleep(2.2)
-        second = await manager.access_token()  # refreshed again with the in-memory refresh token
-    assert second != first
+        successor = token_manager(cfg, store, http, home)
+        second = await successor.access_token()
+    assert second != first and servers.auth.introspect(second) is not None
+    assert not list((home / "recovery").glob("*.json.enc"))  # adopted and removed
+    stored = load_grant(store, "strict")
+    assert stored and stored.tokens.access_token == second
     assert servers.auth.counters.refresh_total == 2 and servers.auth.counters.grants_revoked == 0
 
 
@@ -333,7 +372,7 @@ async def test_a_killed_lock_holder_does_not_block_the_others(
     config = write_config(tmp_path, servers)
     grant = load_grant(store, "strict")
     assert grant
-    lock_path = home / "locks" / f"{TokenManager._lock_name(grant)}.lock"
+    lock_path = home / "locks" / f"{lock_name(grant.grant_id)}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from filelock import FileLock; "

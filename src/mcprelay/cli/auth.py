@@ -112,7 +112,7 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
     from mcprelay.oauth.grant import load_grant
     from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 
-    info = server_status.read_status(runtime.home, cfg.name)
+    info = server_status.read_status(runtime.home, cfg.name, runtime.store)
     row: dict[str, Any] = {
         "server": cfg.name,
         "url": cfg.url or None,
@@ -220,7 +220,7 @@ def logout_command(
     runtime = get_runtime(ctx)
     runtime.json_output = json_output
     cfg = runtime.loaded.config.server(server)
-    issuer = server_status.read_status(runtime.home, server).get("issuer")
+    issuer = server_status.read_status(runtime.home, server, runtime.store).get("issuer")
     grant = None
     try:
         grant = load_grant(runtime.store, server)
@@ -233,7 +233,7 @@ def logout_command(
     if forget_client and issuer:
         runtime.store.delete(registration_key(server, issuer))
         forgot_registration = True
-    server_status.forget(runtime.home, server)
+    server_status.forget(runtime.home, server, runtime.store)
     revoked = None if revocation is None or not revocation.attempted else {
         "revoked": revocation.revoked, "endpoint": revocation.endpoint, "token_type_hint": revocation.token_type_hint,
         "error": revocation.error,

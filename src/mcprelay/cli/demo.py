@@ -27,6 +27,8 @@ async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
     from mcprelay.httpclient import new_http_client
     from mcprelay.oauth.auth import OAuth
     from mcprelay.oauth.flow import LoginOptions, login
+    from mcprelay.oauth.grantlock import FileGrantLock
+    from mcprelay.oauth.refresher import GrantRefresher, RefreshTokenRequest
     from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
     from mcprelay.oauth.tokens import TokenManager
     from mcprelay.store.file import FileStore
@@ -67,7 +69,9 @@ async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
             store.get(registration_key("demo", outcome.grant.issuer)) or {}
         )
         async with new_http_client() as token_http:
-            manager = TokenManager("demo", store, token_http, registration.credentials, lock_dir=home / "locks")
+            refresher = GrantRefresher("demo", store, FileGrantLock(home / "locks"),
+                                       RefreshTokenRequest(token_http, registration.credentials))
+            manager = TokenManager("demo", refresher)
             oauth = OAuth(manager)
             t = time.monotonic()
             async with open_session(url, auth=oauth) as client:

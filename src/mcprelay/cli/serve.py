@@ -49,14 +49,15 @@ def serve(
             ErrorType.USAGE_ERROR, "--stdio and --listen exclude each other", suggestion="pick one of them"
         )
     loaded = runtime.loaded
+    store = runtime.store  # before the event loop: a store that cannot start (no MCPRELAY_STORE_KEY) exits 2 here
     if stdio:
-        _run_until_signalled(lambda stop: serve_stdio(loaded, home=runtime.home, store=runtime.store), graceful=False)
+        _run_until_signalled(lambda stop: serve_stdio(loaded, home=runtime.home, store=store), graceful=False)
         return
     address = listen or loaded.config.listen
     host, _port = parse_listen(address)
     require_api_key_for(host, loaded.config.api_key or None)
     _run_until_signalled(
-        lambda stop: serve_http(loaded, home=runtime.home, store=runtime.store, listen=address, stop=stop),
+        lambda stop: serve_http(loaded, home=runtime.home, store=store, listen=address, stop=stop),
         graceful=True,
     )
 

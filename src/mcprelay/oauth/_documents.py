@@ -1,4 +1,9 @@
-"""Fetching metadata documents that may be missing, slow, huge or hostile.
+"""Fetching documents from servers that may be missing, slow, huge or hostile.
+
+Every outbound OAuth request (metadata, registration, token, revocation) goes through
+:func:`bounded_request`: one overall deadline for the whole exchange (the client's timeouts bound
+each read, which a server dripping one byte every few seconds never trips) and a cap on the body
+checked while it streams (a 100 MB answer is never buffered whole).
 
 Both kinds of metadata (RFC 9728, RFC 8414) are tried at several URLs in turn, so "nothing here"
 and "something unusable here" must be told apart: the first moves on to the next URL, the second
@@ -9,6 +14,8 @@ so a hostile server cannot make us buffer an unbounded document.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
 MAX_DOCUMENT_BYTES = 1024 * 1024
 # The client's timeouts bound each read; this bounds a server that drips bytes for ever.
 DOCUMENT_DEADLINE_S = 30.0
+#: The overall deadline of one token, registration or revocation exchange (connect to last byte).
+OAUTH_REQUEST_DEADLINE_S = 30.0
 
 ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
 
@@ -40,17 +49,54 @@ def document_error(
     )
 
 
-async def _read_capped(response: httpx2.Response) -> bytes | None:
+async def _read_capped(response: httpx2.Response, cap: int = MAX_DOCUMENT_BYTES) -> bytes | None:
     """The body, or None once it grows past the cap (checked while streaming, not after)."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_DOCUMENT_BYTES:
+    if declared.isdigit() and int(declared) > cap:
         return None
     body = bytearray()
     async for chunk in response.aiter_bytes():
         body += chunk
-        if len(body) > MAX_DOCUMENT_BYTES:
+        if len(body) > cap:
             return None
     return bytes(body)
+
+
+@dataclass(frozen=True)
+class BoundedResponse:
+    """A response read whole within the deadline; ``body`` is None when it was larger than the cap."""
+
+    status: int
+    headers: httpx2.Headers
+    body: bytes | None
+    elapsed_ms: float
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is absent, too big, not JSON or nested too deeply."""
+        if self.body is None:
+            return None
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):
+            return None
+
+
+async def bounded_request(
+    http: httpx2.AsyncClient, method: str, url: str, *, cap: int, deadline: float = OAUTH_REQUEST_DEADLINE_S,
+    **kwargs: Any,
+) -> BoundedResponse:
+    """One request whose whole exchange ends within ``deadline`` seconds, its body capped at ``cap`` bytes.
+
+    Raises ``TimeoutError`` at the deadline and the client's ``httpx2.HTTPError`` for transport
+    failures; callers turn both into their own typed errors.
+    """
+    started = time.monotonic()
+    with anyio.fail_after(deadline):
+        async with http.stream(method, url, **kwargs) as response:
+            body = await _read_capped(response, cap)
+            return BoundedResponse(
+                response.status_code, response.headers, body, round((time.monotonic() - started) * 1000, 1)
+            )
 
 
 async def fetch_json_object(

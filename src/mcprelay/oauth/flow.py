@@ -39,6 +39,7 @@ from mcprelay.oauth.rfc7009 import REVOCATION_ENDPOINT_KEY
 from mcprelay.oauth.rfc7591 import (
     ClientRegistration,
     client_id_metadata_document,
+    load_cached_registration,
     preregistered,
     register,
     registration_key,
@@ -157,11 +158,11 @@ async def _registration(
         return preregistered(metadata, oauth.client_id, oauth.client_secret or None), None
     if oauth.client_metadata_url and metadata.client_id_metadata_document_supported:
         return client_id_metadata_document(metadata, oauth.client_metadata_url), None
-    cached = await anyio.to_thread.run_sync(store.get, registration_key(server.name, metadata.issuer))
-    if cached:
-        registration = ClientRegistration.from_dict(cached)
-        if registration.kind == "dcr" and registration.issuer == metadata.issuer and registration.usable():
-            return None, registration
+    registration = await load_cached_registration(store, server.name, metadata.issuer)
+    if registration is not None and registration.kind == "dcr" and registration.issuer == metadata.issuer and (
+        registration.usable()
+    ):
+        return None, registration
     return None, None
 
 

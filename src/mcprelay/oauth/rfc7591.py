@@ -11,16 +11,22 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+import anyio.to_thread
+
 from mcprelay import diaglog
 from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.oauth._documents import OAUTH_REQUEST_DEADLINE_S, bounded_request
 from mcprelay.oauth.rfc6749 import ClientCredentials, choose_auth_method
 from mcprelay.oauth.rfc8414 import AuthorizationServerMetadata
+from mcprelay.store.base import TokenStore, versioned
 
 if TYPE_CHECKING:
     import httpx2  # imported where used: `auth status` reads registrations without the HTTP stack
 
 RegistrationKind = Literal["preregistered", "cimd", "dcr"]
 CLIENT_NAME = "mcprelay"
+MAX_REGISTRATION_RESPONSE = 256 * 1024
 
 
 @dataclass
@@ -55,6 +61,45 @@ class ClientRegistration:
 
 def registration_key(server: str, issuer: str) -> str:
     return f"registration/{server}/{issuer}"
+
+
+async def load_cached_registration(store: TokenStore, server: str, issuer: str) -> ClientRegistration | None:
+    """The cached DCR registration, or None. One that cannot be read (the store's data key was lost,
+    an unknown format) is treated as absent and logged, so that a new login registers again instead of
+    failing on a record it is about to replace."""
+    try:
+        data = await anyio.to_thread.run_sync(store.get, registration_key(server, issuer))
+        return ClientRegistration.from_dict(data) if data else None
+    except (McpRelayError, TypeError, ValueError) as exc:
+        diaglog.event("registration_unreadable", server=server, correlation_id=None, level="warning",
+                      issuer=issuer, error=str(exc)[:300])
+        return None
+
+
+async def drop_registration_if(store: TokenStore, server: str, issuer: str, client_id: str) -> bool:
+    """Compare-and-delete the cached registration: only if it is still the client ``client_id``.
+
+    A sibling that already registered a new client keeps it; True when something was deleted.
+    """
+    key = registration_key(server, issuer)
+    native = versioned(store)
+    if native is not None:
+        ((value, stamp),) = await native.read_versions([key])
+        if value is None or value.get("client_id") != client_id or stamp is None:
+            return False
+        return await native.delete_if(key, stamp=stamp, also=[])
+
+    def drop() -> bool:
+        try:
+            value = store.get(key)
+        except McpRelayError:
+            value = {"client_id": client_id}  # unreadable: it cannot be used either
+        if not value or value.get("client_id") != client_id:
+            return False
+        store.delete(key)
+        return True
+
+    return await anyio.to_thread.run_sync(drop)
 
 
 def preregistered(
@@ -127,31 +172,33 @@ async def register(
             correlation_id=correlation_id,
         )
     try:
-        response = await http.post(endpoint, json=registration_request(redirect_uri, scope, grant_types))
-    except httpx2.HTTPError as exc:
+        response = await bounded_request(
+            http, "POST", endpoint, cap=MAX_REGISTRATION_RESPONSE,
+            json=registration_request(redirect_uri, scope, grant_types),
+        )
+    except (httpx2.HTTPError, TimeoutError) as exc:
+        what = (f"did not finish within {OAUTH_REQUEST_DEADLINE_S:g} s" if isinstance(exc, TimeoutError)
+                else f"failed: {type(exc).__name__}")
         raise McpRelayError(
             ErrorType.DCR_FAILED,
-            f"dynamic client registration at {endpoint} failed: {type(exc).__name__}",
+            f"dynamic client registration at {endpoint} {what}",
             suggestion="check that the authorization server is reachable, or configure oauth.client_id",
             server=server,
             correlation_id=correlation_id,
         ) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if response.status_code not in (200, 201) or not isinstance(body, dict) or not body.get("client_id"):
+    body = response.json()
+    if response.status not in (200, 201) or not isinstance(body, dict) or not body.get("client_id"):
         detail = ""
         if isinstance(body, dict) and body.get("error"):
             detail = f": {body.get('error')} {str(body.get('error_description', ''))[:200]}".rstrip()
         raise McpRelayError(
             ErrorType.DCR_FAILED,
-            f"dynamic client registration at {endpoint} was refused (HTTP {response.status_code}{detail})",
+            f"dynamic client registration at {endpoint} was refused (HTTP {response.status}{detail})",
             suggestion="configure a pre-registered client with oauth.client_id, or ask the provider to "
             "allow dynamic registration of native clients",
             server=server,
             correlation_id=correlation_id,
-            details={"status": response.status_code},
+            details={"status": response.status},
         )
     secret = body.get("client_secret")
     method = str(body.get("token_endpoint_auth_method") or ("client_secret_basic" if secret else "none"))

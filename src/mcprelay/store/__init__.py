@@ -16,7 +16,7 @@ from mcprelay.store.base import TokenStore, backend_is_real, current_keyring, ke
 
 __all__ = ["STORE_KINDS", "TokenStore", "backend_is_real", "home_namespace", "keyring_problem", "open_store"]
 
-STORE_KINDS = ("auto", "keyring", "file", "memory")
+STORE_KINDS = ("auto", "keyring", "file", "memory", "redis://…", "rediss://…")
 
 
 def home_namespace(home: Path) -> str:
@@ -56,11 +56,10 @@ def open_store(kind: str, home: Path) -> TokenStore:
 
         return FileStore(home)
     if isinstance(kind, str) and kind.startswith(("redis://", "rediss://")):
-        # Do not echo the URL: it may carry a password.
-        raise config_error(
-            "a redis token store is not available in this version of mcprelay",
-            suggestion='use "auto", "keyring" or "file" for token_store',
-        )
+        from mcprelay.store.redis import RedisStore
+
+        # Connects lazily: a command that never touches a secret never waits for Redis.
+        return RedisStore(kind, home=home)
     raise config_error(
         f"unknown token_store {kind!r}",
         suggestion='use "auto", "keyring", "file" or "memory" for token_store',

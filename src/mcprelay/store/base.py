@@ -10,9 +10,12 @@ not interpret ``/`` or ``:`` in them, since server names and issuer URLs are use
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from mcprelay import seam
@@ -50,6 +53,61 @@ class TokenStore(Protocol):
     def describe(self) -> str:
         """Where the data lives, for people (``auth status``). Never contains a secret."""
         ...
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof that a writer still holds a grant's lease: the lease key and the holder's token.
+
+    A store with native versions refuses a fenced write atomically once the lease is gone, so a holder
+    whose lease lapsed (a paused process, a cut link) can never overwrite a newer rotation.
+    """
+
+    lease_key: str
+    token: str
+
+
+class VersionedStore(Protocol):
+    """Atomic versioned operations, for stores shared by processes that share no lock (Redis).
+
+    Every value carries a stamp that changes with each write; ``write_if`` and ``delete_if`` act only
+    when the stamp is still the one the caller read and (when given) the fence still holds.
+    """
+
+    async def read_versions(self, keys: list[str]) -> list[tuple[dict[str, Any] | None, str | None]]: ...
+
+    async def write_if(
+        self, key: str, value: dict[str, Any], *, stamp: str | None, fence: Fence | None, clear: list[str]
+    ) -> bool: ...
+
+    async def delete_if(self, key: str, *, stamp: str, also: list[str]) -> bool: ...
+
+    async def put_fenced(
+        self, key: str, value: dict[str, Any], *, fence: Fence | None, reserve_for: str | None = None
+    ) -> None: ...
+
+    async def delete_fenced(self, key: str, *, fence: Fence | None) -> None: ...
+
+
+def versioned(store: TokenStore) -> VersionedStore | None:
+    """The store's native versioned operations, or None where they are emulated under the file lock."""
+    return store if callable(getattr(store, "write_if", None)) else None  # type: ignore[return-value]
+
+
+@contextlib.asynccontextmanager
+async def watching(store: TokenStore, key: str, wake: Callable[[str], None]) -> AsyncIterator[None]:
+    """Call ``wake(op)`` (on the caller's event loop) whenever ``key`` may have changed, while inside.
+
+    ``op`` is ``put``, ``del``, or ``resync`` (the feed reconnected: anything may have changed). A
+    store shared between machines (Redis) pushes changes; the local stores have no feed, so the
+    caller keeps polling as it always did. ``wake`` must be cheap and must not raise.
+    """
+    watch = getattr(store, "watch", None)
+    if watch is None:
+        yield
+        return
+    async with watch(key, wake):
+        yield
 
 
 def check_key(key: str) -> str:

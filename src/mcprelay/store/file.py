@@ -101,6 +101,7 @@ class FileStore:
         self._kr_override = keyring_backend
         self._lock = threading.Lock()
         self._key: _DataKey | None = None
+        self._reserved: dict[str, Path] = {}
         self._ensure_directory()
         self._remove_stale_temp_files()
 
@@ -161,8 +162,10 @@ class FileStore:
         header = _MAGIC + bytes([_VERSION]) + data_key.key_id
         nonce = secrets.token_bytes(_NONCE_LEN)
         blob = header + nonce + AESGCM(data_key.key).encrypt(nonce, plaintext, header + key.encode())
+        with self._lock:
+            reserved = self._reserved.pop(key, None)
         try:
-            self._atomic_write(path, blob)
+            self._atomic_write(path, blob, reserved=reserved)
         except OSError as exc:
             raise _unavailable(
                 f"could not write the token store file {path}: {exc.strerror or exc}",
@@ -186,6 +189,47 @@ class FileStore:
 
     def describe(self) -> str:
         return f"file ({self.directory}; data key {self._key_location_text()})"
+
+    # -- reservations -----------------------------------------------------------------------------
+
+    def reserve(self, key: str, size: int) -> None:
+        """Set aside ``size`` bytes of disk for the next ``put`` of ``key``, or raise now.
+
+        The space is a real, fsynced file of that size next to the target (not a sparse one), so
+        the ``put`` that follows overwrites blocks it already owns: a disk that fills up between the
+        two cannot fail it. The token manager reserves before it sends a refresh, because a rotated
+        refresh token that cannot be written is lost for good.
+        """
+        path = self.path_for(check_key(key))
+        tmp = self.directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"\0" * size)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise _unavailable(
+                f"could not set aside {size} bytes in {self.directory}: {exc.strerror or exc}",
+                "free disk space in the mcprelay home, then try again",
+                path=str(self.directory),
+            ) from exc
+        with self._lock:
+            previous = self._reserved.pop(key, None)
+            self._reserved[key] = tmp
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                previous.unlink()
+
+    def unreserve(self, key: str) -> None:
+        """Give back the space set aside for ``key`` (the refresh did not produce a write)."""
+        with self._lock:
+            tmp = self._reserved.pop(key, None)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     # -- layout -----------------------------------------------------------------------------------
 
@@ -232,12 +276,25 @@ class FileStore:
             return b""
         return data
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        tmp = self.directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+    def _atomic_write(self, path: Path, data: bytes, *, reserved: Path | None = None) -> None:
+        fd = -1
+        if reserved is not None:
+            try:
+                if reserved.stat().st_size >= len(data):
+                    fd = os.open(reserved, os.O_WRONLY | _O_BINARY)  # no O_TRUNC: keep the reserved blocks
+                    tmp = reserved
+            except OSError:
+                fd = -1
+            if fd < 0:
+                with contextlib.suppress(OSError):
+                    reserved.unlink()
+        if fd < 0:
+            tmp = self.directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
+                fh.truncate(len(data))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)

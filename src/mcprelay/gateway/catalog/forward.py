@@ -42,6 +42,7 @@ import mcp_types as types
 from mcp.shared.exceptions import MCPError
 from mcp_types import SERVER_INFO_META_KEY
 
+from mcprelay import metrics
 from mcprelay.activity import ActivityRecord
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.gateway.catalog.eras import TranslationError, for_client, is_modern, tool_result_problem
@@ -592,12 +593,14 @@ class Forwarder:
 
     def _record(self, call: _Call, response_bytes: int) -> None:
         activity = self.gateway.activity
+        elapsed = time.monotonic() - call.clock
+        metrics.tool_call(call.server, call.status, elapsed)
         try:
             activity.record(
                 ActivityRecord(
                     request_id=call.request_id, correlation_id=call.correlation_id, server=call.server,
                     tool=call.tool, started_at=call.started,
-                    duration_ms=round((time.monotonic() - call.clock) * 1000, 2), status=call.status,
+                    duration_ms=round(elapsed * 1000, 2), status=call.status,
                     error_type=call.error_type, request_bytes=len(call.encoded_arguments),
                     response_bytes=response_bytes,
                     arguments=call.encoded_arguments if activity.record_arguments else None,

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
+from mcprelay.gateway.control.health import health_routes
 from mcprelay.gateway.control.rest import API_PREFIX, GatewayControl, rest_routes
 from mcprelay.gateway.serving import framing
 from mcprelay.gateway.serving.fastpath import HttpFastPath
@@ -52,6 +53,7 @@ def build_http_app(
         Route("/mcp", FramedPost(HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)
                                  if downstream.gateway.config.fast_path else StreamableHTTPASGIApp(manager))),
         Mount(API_PREFIX, routes=rest_routes(control)),
+        *health_routes(downstream.gateway.store),
     ]
 
     @contextlib.asynccontextmanager

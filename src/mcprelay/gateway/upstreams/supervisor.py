@@ -37,16 +37,16 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from mcprelay import diaglog, seam
+from mcprelay import diaglog, metrics, seam
 from mcprelay.config import ServerConfig
 from mcprelay.connect import open_upstream
 from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.gateway.upstreams.stderrlog import captured_stderr, upstream_log_path
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth
-from mcprelay.oauth.grant import load_grant
+from mcprelay.oauth.grant import load_grant, token_key
 from mcprelay.related import related_request, untagged
-from mcprelay.store.base import TokenStore
+from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import SYNTHESIZED_ERROR_KEY, ClientHandlers
 
 logger = logging.getLogger(__name__)
@@ -476,11 +476,13 @@ class Upstream:
             "upstream_login_required", server=self.name, correlation_id=error.correlation_id,
             message=error.message,
         )
-        while True:
-            await self._sleep_or_wake(self.env.login_poll_interval)
-            current = await self._fingerprint()
-            if current is not None and current != seen:
-                return
+        # A shared store (Redis) pushes changes, so a login on another replica lands within a round trip.
+        async with watching(self.env.store, token_key(self.name), lambda _op: self.wake()):
+            while True:
+                await self._sleep_or_wake(self.env.login_poll_interval)
+                current = await self._fingerprint()
+                if current is not None and current != seen:
+                    return
 
     async def _fingerprint(self) -> str | None:
         try:
@@ -511,6 +513,7 @@ class Upstream:
         self.on_change(self, changed)
 
     def _notify_state(self) -> None:
+        metrics.upstream_state(self.name, self.state)
         if self.state != "connecting":
             self.settled.set()
         self._state_changed.set()
@@ -608,9 +611,11 @@ class Upstream:
             raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
-                auth_error = auth.last_error if auth is not None and auth.last_error is not before else None
-                if auth_error is not None:  # the transport gave up because our auth did: that is the news
-                    raise self._auth_failed(auth_error, request_id) from None
+                failure = auth.last_error if auth is not None else None
+                if failure is not None and (failure is not before or failure.error_type == ErrorType.LOGIN_REQUIRED):
+                    # The transport gave up because the auth flow did (now, or the grant is dead): that is the news.
+                    self._broken(failure.message)
+                    raise self._auth_failed(failure, request_id) from None
                 self._broken(f"the connection to {self.name} closed")
             if exc.code == types.REQUEST_TIMEOUT:
                 raise self._call_error(what, request_id, f"no answer within {self.env.call_timeout:g} s") from None
