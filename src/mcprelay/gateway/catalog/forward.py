@@ -26,15 +26,11 @@ What the upstream sends *about* a request comes back through :meth:`Forwarder.on
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from itertools import count
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -48,6 +44,7 @@ from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correl
 from mcprelay.gateway.catalog.eras import TranslationError, for_client, is_modern, tool_result_problem
 from mcprelay.gateway.catalog.names import Namespace, split_name
 from mcprelay.gateway.catalog.origin import Origin, level_admits
+from mcprelay.gateway.catalog.parked import STATE_PREFIX, Bridge, Parked, ParkedCalls
 from mcprelay.gateway.catalog.rewrite import result_to_agent, sampling_params_to_agent
 from mcprelay.gateway.upstreams.supervisor import UpstreamRpcError
 
@@ -61,9 +58,6 @@ logger = logging.getLogger(__name__)
 MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 #: Rounds of ``input_required`` answered for a handshake-era agent before the call is given up.
 MAX_INPUT_ROUNDS = 10
-#: How long a parked call waits for the agent's retry before the upstream's call is cancelled.
-PARK_TTL = 600.0
-_STATE_PREFIX = "mcprelay1."
 
 #: Asks every connected handshake-era agent that offers roots for them (set by the serving layer).
 RootsSource = Callable[[], Awaitable[list[dict[str, Any]] | None]]
@@ -99,9 +93,7 @@ class Forwarder:
         self.elicitation_done: ElicitationDone | None = None
         self.login_hook: LoginHook | None = None
         self._url_elicitations: dict[tuple[str, str], object] = {}  # (upstream, elicitation id) → agent session
-        self._parked: dict[str, _Parked] = {}
-        self._park_ids = count(1)
-        self._state_key = secrets.token_bytes(32)
+        self._parked = ParkedCalls(lambda: gateway.task_group)
 
     # ------------------------------------------------------------------ tools
 
@@ -228,7 +220,7 @@ class Forwarder:
     ) -> dict[str, Any]:
         """Send, relay input rounds, and return the result shaped for ``origin``."""
         state = params.get("requestState")
-        if isinstance(state, str) and state.startswith(_STATE_PREFIX):
+        if isinstance(state, str) and state.startswith(STATE_PREFIX):
             return await self._resume(state, method, params, origin, request_id)
         if upstream.state == "login_required" and self._login_comes_to(origin):
             if is_modern(origin.version):  # the URL reaches it as an input_required round
@@ -373,7 +365,7 @@ class Forwarder:
             }
             if not is_modern(origin.version):
                 ask["elicitationId"] = ticket.elicitation_id  # 2025-11-25: completion is announced by id
-            answer = await (relay.ask_later("elicitation/create", ask) if isinstance(relay, _Bridge)
+            answer = await (relay.ask_later("elicitation/create", ask) if isinstance(relay, Bridge)
                             else origin.ask("elicitation/create", ask))
             if answer.get("action") != "accept":
                 raise login_required(
@@ -397,119 +389,39 @@ class Forwarder:
         self, method: str, upstream: Upstream, params: dict[str, Any], origin: Origin, request_id: str, what: str,
         *, login_first: bool = False,
     ) -> dict[str, Any]:
-        """Run the call in the gateway's task group so it survives an ``input_required`` answer to the agent
+        """Run the call parked (``parked.py``), so it survives an ``input_required`` answer to the agent
         (``login_first``: after sending the agent's user to the upstream's login page)."""
-        parked = _Parked(f"{next(self._park_ids)}.{secrets.token_hex(8)}", method, _fingerprint(method, params),
-                         _Bridge(origin), upstream, what)
 
-        async def run() -> None:
+        async def work(bridge: Bridge) -> tuple[dict[str, Any], str]:
+            if login_first:
+                return await self._login_first(upstream, method, params, origin, bridge, request_id, what)
             try:
-                with parked.scope:
-                    if login_first:
-                        parked.result = await self._login_first(
-                            upstream, method, params, origin, parked.bridge, request_id, what
-                        )
-                    else:
-                        try:
-                            parked.result = await upstream.request(
-                                method, params, request_id=request_id, what=what, origin=parked.bridge,
-                                group=origin.session,
-                                # Progress goes to whichever request of the agent's is waiting now: a retry has
-                                # a token of its own, and the first request's is dead once it got input_required.
-                                progress=parked.bridge.progress if origin.wants_progress else None,
-                                capabilities=origin.capabilities, log_level=origin.log_level,
-                            )
-                        except McpRelayError as exc:
-                            if not self._login_comes_to(origin, exc):
-                                raise
-                            parked.result = await self._login_first(
-                                upstream, method, params, origin, parked.bridge, request_id, what
-                            )
-                if parked.result is None:  # cancelled by _expire: nobody is waiting any more
-                    parked.error = McpRelayError(ErrorType.UPSTREAM_ERROR, f"{what}: no answer to its input request")
-            except Exception as exc:  # handed to whoever waits for the call
-                parked.error = exc
-            finally:
-                parked.finished.set()
-                parked.bridge.changed.set()
+                return await upstream.request(
+                    method, params, request_id=request_id, what=what, origin=bridge, group=origin.session,
+                    # Progress goes to whichever request of the agent's is waiting now: a retry has a token of
+                    # its own, and the first request's is dead once it got input_required.
+                    progress=bridge.progress if origin.wants_progress else None,
+                    capabilities=origin.capabilities, log_level=origin.log_level,
+                )
+            except McpRelayError as exc:
+                if not self._login_comes_to(origin, exc):
+                    raise
+                return await self._login_first(upstream, method, params, origin, bridge, request_id, what)
 
-        self.gateway.task_group.start_soon(run)
-        return await self._await_parked(parked, origin, request_id)
+        return await self._await_parked(self._parked.start(method, params, origin, upstream, what, work), origin,
+                                        request_id)
 
-    async def _await_parked(self, parked: _Parked, origin: Origin, request_id: str) -> dict[str, Any]:
-        parked.bridge.current = origin
-        while True:
-            if parked.finished.is_set():
-                self._parked.pop(parked.id, None)
-                if parked.error is not None:
-                    if isinstance(parked.error, McpRelayError | UpstreamRpcError):
-                        raise parked.error
-                    raise McpRelayError(
-                        ErrorType.UPSTREAM_ERROR, f"{parked.what} on {parked.upstream.name} failed: {parked.error}",
-                        server=parked.upstream.name, request_id=request_id,
-                    )
-                assert parked.result is not None
-                raw, version = parked.result
-                return self._shape(parked.method, parked.upstream, raw, version, origin, request_id, parked.what)
-            asks = parked.bridge.unanswered()
-            if asks:
-                self._parked[parked.id] = parked
-                parked.deadline = anyio.current_time() + PARK_TTL
-                self.gateway.task_group.start_soon(self._expire, parked)
-                return {
-                    "resultType": "input_required",
-                    "inputRequests": {key: {"method": ask.method, "params": ask.params} for key, ask in asks.items()},
-                    "requestState": self._seal(parked),
-                }
-            parked.bridge.changed = anyio.Event()
-            try:
-                await parked.bridge.changed.wait()
-            except anyio.get_cancelled_exc_class():
-                # The agent gave up on its request while the upstream was still working on it: so does the
-                # upstream (a call waiting for the agent's input is different: its request already ended).
-                self._parked.pop(parked.id, None)
-                parked.scope.cancel()
-                raise
+    async def _await_parked(self, parked: Parked, origin: Origin, request_id: str) -> dict[str, Any]:
+        outcome = await self._parked.wait(parked, origin, request_id)
+        if isinstance(outcome, dict):
+            return outcome  # the agent's input_required round
+        raw, version = outcome
+        return self._shape(parked.method, parked.upstream, raw, version, origin, request_id, parked.what)
 
     async def _resume(
         self, state: str, method: str, params: dict[str, Any], origin: Origin, request_id: str
     ) -> dict[str, Any]:
-        parked = self._unseal(state, method, params)
-        if parked is None:
-            raise McpRelayError(
-                ErrorType.USAGE_ERROR,
-                "this requestState is unknown, expired, or belongs to another request",
-                suggestion="send the original request again, without inputResponses and requestState",
-                request_id=request_id,
-            )
-        responses = params.get("inputResponses")
-        if isinstance(responses, dict):
-            parked.bridge.answer(responses)
-        return await self._await_parked(parked, origin, request_id)
-
-    async def _expire(self, parked: _Parked) -> None:
-        """Cancel a parked call whose agent never came back; a retry pushes the deadline, a finish ends it."""
-        while parked.id in self._parked and anyio.current_time() < parked.deadline:
-            with anyio.move_on_after(max(0.0, parked.deadline - anyio.current_time())):
-                await parked.finished.wait()
-        if self._parked.pop(parked.id, None) is not None:
-            logger.info("%s: nobody answered an input request within %g s; cancelling", parked.what, PARK_TTL)
-            parked.scope.cancel()
-
-    def _seal(self, parked: _Parked) -> str:
-        mac = hmac.new(self._state_key, f"{parked.id}|{parked.fingerprint}".encode(), hashlib.sha256).hexdigest()
-        return f"{_STATE_PREFIX}{parked.id}.{mac[:32]}"
-
-    def _unseal(self, state: str, method: str, params: dict[str, Any]) -> _Parked | None:
-        body = state[len(_STATE_PREFIX):]
-        parked_id, _, mac = body.rpartition(".")
-        parked = self._parked.get(parked_id)
-        if parked is None or parked.method != method:
-            return None
-        expected = hmac.new(
-            self._state_key, f"{parked_id}|{_fingerprint(method, params)}".encode(), hashlib.sha256
-        ).hexdigest()[:32]
-        return parked if hmac.compare_digest(expected, mac) else None
+        return await self._await_parked(self._parked.resume(state, method, params, request_id), origin, request_id)
 
     # ------------------------------------------------------------------ what upstreams send on their own
 
@@ -537,11 +449,11 @@ class Forwarder:
                 types.METHOD_NOT_FOUND,
                 f"{method} arrived while no agent request to {upstream.name} was in progress: there is no one to ask",
             )
-        target = origin if isinstance(origin, _Bridge) else cast(Origin, origin)
+        target = origin if isinstance(origin, Bridge) else cast(Origin, origin)
         _check_capability(target.capabilities, method, params)
         if method == "sampling/createMessage":
             params = sampling_params_to_agent(params, self.gateway.namespace(upstream))
-        if isinstance(target, _Bridge):
+        if isinstance(target, Bridge):
             return await target.ask_later(method, params)
         if not target.can_ask:
             raise MCPError(types.INTERNAL_ERROR, f"the agent's request cannot carry {method} now")
@@ -555,7 +467,7 @@ class Forwarder:
     @staticmethod
     def _can_ask_for_roots(origin: object) -> bool:
         target = cast(Origin, origin)
-        return not isinstance(origin, _Bridge) and target.can_ask and "roots" in target.capabilities
+        return not isinstance(origin, Bridge) and target.can_ask and "roots" in target.capabilities
 
     def on_elicitation_complete(self, upstream: Upstream, elicitation_id: str) -> None:
         """Pass a URL-mode elicitation's completion to the agent connection that was shown it."""
@@ -575,7 +487,7 @@ class Forwarder:
             if self.broadcast_log is not None:
                 await self.broadcast_log(params)
             return
-        target = origin.current if isinstance(origin, _Bridge) else cast(Origin, origin)
+        target = origin.current if isinstance(origin, Bridge) else cast(Origin, origin)
         wanted = target.log_level
         if is_modern(target.version) and wanted is None:
             return  # a 2026-07-28 request that did not ask for log messages must not get any
@@ -649,12 +561,6 @@ def _input_required_to_agent(raw: dict[str, Any], ns: Namespace) -> dict[str, An
     return {**raw, "inputRequests": rewritten}
 
 
-def _fingerprint(method: str, params: dict[str, Any]) -> str:
-    """What a retry must repeat: the method and its target (name or URI)."""
-    target = params.get("name") if method != "resources/read" else params.get("uri")
-    return f"{method}|{target}"
-
-
 def _status(result: dict[str, Any]) -> str:
     if result.get("resultType") == "input_required":
         return "input_required"
@@ -670,81 +576,6 @@ def _malformed(upstream: Upstream, what: str, request_id: str, problem: str) -> 
         suggestion=f"report it to the maintainers of {upstream.name}'s MCP server",
         server=upstream.name, request_id=request_id,
     )
-
-
-@dataclass
-class _Ask:
-    """One request for input a parked call waits on."""
-
-    method: str
-    params: dict[str, Any]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: dict[str, Any] | None = None
-    sent: bool = False
-
-
-class _Bridge:
-    """The origin a parked call's upstream request runs under: asks wait for the agent's retry."""
-
-    def __init__(self, current: Origin) -> None:
-        self.current = current
-        self.changed = anyio.Event()
-        self._asks: dict[str, _Ask] = {}
-        self._keys = count(1)
-
-    @property
-    def version(self) -> str:
-        return self.current.version
-
-    @property
-    def session(self) -> object:
-        return self.current.session
-
-    @property
-    def capabilities(self) -> dict[str, Any]:
-        return self.current.capabilities
-
-    @property
-    def log_level(self) -> str | None:
-        return self.current.log_level
-
-    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
-        if self.current.wants_progress:
-            await self.current.progress(progress, total, message)
-
-    async def ask_later(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        ask = _Ask(method, params)
-        self._asks[f"input-{next(self._keys)}"] = ask
-        self.changed.set()
-        await ask.done.wait()
-        assert ask.result is not None
-        return ask.result
-
-    def unanswered(self) -> dict[str, _Ask]:
-        return {key: ask for key, ask in self._asks.items() if not ask.done.is_set()}
-
-    def answer(self, responses: dict[str, Any]) -> None:
-        for key, value in responses.items():
-            ask = self._asks.get(key)
-            if ask is not None and not ask.done.is_set() and isinstance(value, dict):
-                ask.result = value
-                ask.done.set()
-                del self._asks[key]
-
-
-@dataclass
-class _Parked:
-    id: str
-    method: str
-    fingerprint: str
-    bridge: _Bridge
-    upstream: Upstream
-    what: str
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    finished: anyio.Event = field(default_factory=anyio.Event)
-    result: tuple[dict[str, Any], str] | None = None
-    error: BaseException | None = None
-    deadline: float = 0.0
 
 
 @dataclass
