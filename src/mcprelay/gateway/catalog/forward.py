@@ -4,8 +4,9 @@
 by the SDK's server or by a fast path, on stdio or HTTP, in either protocol era — come through here.
 Each is routed to its upstream (``router.py``), sent as JSON on that upstream's session, and its result
 is rewritten into the upstream's namespace (``rewrite.py``) and shaped for the agent's protocol
-version (``eras.py``). A tool call is recorded in the activity log; every failure of one becomes an
-``isError`` result carrying the structured error.
+version (``eras.py``). A tool call is recorded in the activity log. The gateway's own failures (not
+connected, no login, a result no client could read) become an ``isError`` result carrying the
+structured error; an upstream's JSON-RPC error is passed on as that error.
 
 What the upstream sends *about* a request comes back through :meth:`Forwarder.on_input` and
 :meth:`Forwarder.on_log`, with the request's :class:`~mcprelay.gateway.catalog.origin.Origin`:
@@ -15,13 +16,17 @@ What the upstream sends *about* a request comes back through :meth:`Forwarder.on
   (roots and sampling: ``-32601``; an elicitation mode not declared: ``-32602``);
 * a handshake-era agent is asked directly; a 2026-07-28 agent cannot be sent requests, so its
   request ends in an ``input_required`` result (multi round-trip requests) while the upstream's call
-  stays open in the gateway ("parked"); the agent's retry with ``inputResponses`` and the
-  ``requestState`` minted here answers the upstream and picks the call up again;
+  stays open in the gateway ("parked", see ``parked.py``); the agent's retry with ``inputResponses``
+  and the ``requestState`` minted there answers the upstream and picks the call up again;
 * a 2026-07-28 upstream's own ``input_required`` result is passed to a 2026-07-28 agent as it is
   (its retry is forwarded verbatim) and answered for a handshake-era agent by asking it, round by
   round, as the SDK's client would;
 * log messages go to the request's agent if it asked for them (a 2026-07-28 request must have
-  carried a log level), or — belonging to no request — to every handshake-era agent session.
+  carried a log level), or — belonging to no request — to every handshake-era agent session;
+* a request to a server that needs a login, from an agent whose client can send its user to a URL,
+  brings the sign-in page to that user (URL-mode elicitation; for a 2026-07-28 agent in an
+  ``input_required`` round) and goes through once the login is done (``login_hook``, set by the
+  control plane).
 """
 
 from __future__ import annotations
