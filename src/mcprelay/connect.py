@@ -28,6 +28,7 @@ from mcprelay.oauth.refresher import GrantRefresher, ReacquireRequest, RefreshTo
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
+from mcprelay.secretref import resolve_server
 from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import DEFAULT_MAX_MESSAGE_BYTES, ClientHandlers, OnClosed, open_session, open_stdio_session
 
@@ -167,6 +168,7 @@ async def open_upstream(
     (the gateway reconnects); ``liveness`` when bytes last arrived (the gateway's ping consults it).
     Every message from the server is capped at the server's ``max_result_bytes``.
     """
+    server = resolve_server(server, home, store)  # ${env:…}/${keyring:…}: at use, in this copy only
     cap = server.max_result_bytes or DEFAULT_MAX_MESSAGE_BYTES
     if server.transport == "stdio":
         async with open_stdio_session(

@@ -11,31 +11,40 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import get_runtime, print_json
 
 if TYPE_CHECKING:
     from mcprelay.activity import ActivityRecord
 
-app = typer.Typer(help="The activity log: one row per tool call forwarded by the gateway.", no_args_is_help=True)
+app = new_app("The activity log: tool calls, logins, refreshes and their ids.")
 
 
 @app.command("list")
 def list_command(
     ctx: typer.Context,
     request_id: Annotated[
-        str | None, typer.Option("--request-id", help="Only the call with this request id.", show_default=False)
+        str | None,
+        typer.Option("--request-id", metavar="ID", help="Only what happened for this request id.", show_default=False),
     ] = None,
     server: Annotated[
-        str | None, typer.Option("--server", "-s", help="Only calls to this server.", show_default=False)
+        str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows, newest first.")] = 100,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N rows, newest first.")
+    ] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
-    """List forwarded tool calls, most recent first."""
+    """What happened, newest first: tool calls, logins and refreshes.
+
+    Every error mcprelay prints names a request id; `--request-id ID` shows what happened for it
+    (a failed login or refresh included) with its correlation id, which joins the diagnostic log's
+    lines of that attempt (<home>/logs/mcprelay.log).
+    """
     from mcprelay.activity import ActivityLog, activity_path
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     log = ActivityLog(activity_path(runtime.home))
     try:
         records = log.query(request_id=request_id, server=server, limit=limit)

@@ -12,6 +12,7 @@ import anyio
 import typer
 
 from mcprelay import status as server_status
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.desktop import headless_requested
 from mcprelay.errors import McpRelayError
@@ -19,10 +20,10 @@ from mcprelay.errors import McpRelayError
 if TYPE_CHECKING:
     from mcprelay.config import ServerConfig
 
-app = typer.Typer(help="Log in to servers, see their login state, log out.", no_args_is_help=True)
+app = new_app("Log in to servers, see their login state, log out.")
 
-ServerOpt = Annotated[str, typer.Option("--server", "-s", help="Server name from the config.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ServerOpt = Annotated[str, typer.Option("--server", "-s", metavar="NAME", help="The server's name in the config.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 def remote_shell() -> bool:
@@ -60,18 +61,32 @@ async def run_login(
 def login_command(
     ctx: typer.Context,
     server: ServerOpt,
-    headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Log in even if the stored tokens are valid.")] = False,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Print the login URL instead of opening a browser.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Log in again even if the stored tokens are still valid.")
+    ] = False,
     device: Annotated[
         bool, typer.Option("--device", help="Log in with a code entered on another device (RFC 8628).")
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Discover, register, authorize and store tokens for one server."""
+    """Log in to one server: discover, register, authorize, store the tokens.
+
+    The login page opens in your browser, chosen by Python's webbrowser module: set BROWSER to the
+    program to use. It gets one argument, the file:// URL of a private page that forwards to the
+    login, so the login request never shows in the process list.
+
+    With --headless (or MCPRELAY_HEADLESS=1, or HEADLESS=true) the URL is printed instead; open it
+    in any browser. Where the browser cannot reach this machine (a remote shell), paste the URL it
+    was sent back to (http://127.0.0.1:PORT/callback?code=...) and press Enter. Over SSH the device
+    login (a code entered on another device) is used where the server offers it.
+    """
     from mcprelay.oauth.grant import load_grant
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     cfg = runtime.loaded.config.server(server)
     if cfg.transport == "stdio":
         raise typer.BadParameter(f"{server} is a local stdio server; it has no OAuth login", param_hint="--server")
@@ -165,12 +180,16 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
 @app.command("status")
 def status_command(
     ctx: typer.Context,
-    server: Annotated[str | None, typer.Option("--server", "-s", help="Only this server.")] = None,
+    server: Annotated[str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """One row per server: state, expiry, scopes, client, registration, redirect URI, store, last error."""
+    """Each server's login: state, expiry, scopes, client, registration, store, last error.
+
+    state is one of authenticated, expired_refreshable, login_required, not_logged_in, none (the
+    server needs no login: a stdio server, or one that answered without asking), store_error.
+    """
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     config = runtime.loaded.config
     servers = [config.server(server)] if server else config.mcp_servers
     rows = [_row(runtime, cfg) for cfg in servers]
@@ -213,12 +232,12 @@ def logout_command(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Forget a server's tokens (and, with --forget-client, its registration)."""
+    """Revoke and forget a server's tokens (with --forget-client, its registration too)."""
     from mcprelay.oauth.grant import load_grant, token_key
     from mcprelay.oauth.rfc7591 import registration_key
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     cfg = runtime.loaded.config.server(server)
     issuer = server_status.read_status(runtime.home, server, runtime.store).get("issuer")
     grant = None
@@ -270,7 +289,9 @@ async def _revoke(runtime: Runtime, cfg: ServerConfig, grant: Any) -> Any:
                     http, grant.issuer, server=cfg.name, correlation_id=cid, interactive=False
                 )
                 endpoint = metadata.revocation_endpoint if metadata else None
-            client = credentials_for(cfg, runtime.store)(grant)
+            from mcprelay.secretref import resolve_server
+
+            client = credentials_for(resolve_server(cfg, runtime.home, runtime.store), runtime.store)(grant)
         except McpRelayError as exc:
             return Revocation(attempted=bool(endpoint), revoked=False, endpoint=endpoint, error=exc.message)
         return await revoke_grant(http, grant, client, endpoint=endpoint, correlation_id=cid)

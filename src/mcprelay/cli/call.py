@@ -61,15 +61,27 @@ async def _call(runtime: Runtime, name: str, tool: str, arguments: dict[str, Any
 
 def call(
     ctx: typer.Context,
-    server: Annotated[str, typer.Argument(help="Server name from the config.")],
-    tool: Annotated[str, typer.Argument(help="Tool name on that server.")],
-    args: Annotated[str | None, typer.Option("--args", help="Tool arguments as a JSON object.")] = None,
-    headless: Annotated[bool, typer.Option("--headless", help="If a login is needed, print the URL.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the raw result as JSON.")] = False,
+    server: Annotated[
+        str, typer.Argument(metavar="SERVER", help="The server's name in the config.", show_default=False)
+    ],
+    tool: Annotated[str, typer.Argument(metavar="TOOL", help="The tool's name on that server.", show_default=False)],
+    args: Annotated[
+        str | None, typer.Option("--args", metavar="JSON", help="The tool's arguments as a JSON object.")
+    ] = None,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="If a login is needed, print its URL instead of opening a browser.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
 ) -> None:
-    """Call one tool on one upstream, refreshing or (in a terminal) logging in as needed."""
+    """Call one tool on one configured server and print the result.
+
+    Tokens are refreshed as needed; in a terminal a login starts when one is needed. What the
+    server writes to stderr goes to its log (`mcprelay upstream logs SERVER`), not here. Images,
+    audio and other binary content are shown as their type and size; --save DIR writes them there.
+    Exit codes: 0 ok, 3 authentication needed or failed, 4 the tool or the server failed.
+    """
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     arguments = parse_args(args)
     interactive = sys.stdin is not None and sys.stdin.isatty()
     result = anyio.run(_call, runtime, server, tool, arguments, interactive, headless_requested(headless))

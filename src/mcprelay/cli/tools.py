@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.cli.upstream import gateway_get
 
-app = typer.Typer(help="Tools the upstream servers offer.", no_args_is_help=True)
+app = new_app("Tools the upstream servers offer.")
 
 
 def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -52,12 +53,14 @@ def _warn_not_ready(not_ready: list[dict[str, Any]]) -> None:
 @app.command("list")
 def list_tools(
     ctx: typer.Context,
-    server: Annotated[str | None, typer.Option("--server", help="Only this server's tools.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: Annotated[
+        str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server's tools.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the tools as JSON.")] = False,
 ) -> None:
-    """Every tool of every ready upstream, as SERVER__TOOL."""
+    """Every tool of every ready server, as the gateway names it (SERVER__TOOL)."""
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     tools, not_ready = tool_rows(runtime, server)
     if json_output:
         print_json({"tools": tools, "unavailable": not_ready})
@@ -71,15 +74,17 @@ def list_tools(
 @app.command("search")
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="What you want to do, in words.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many results.")] = 5,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What you want to do, in words.", show_default=False)],
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=100, help="At most N results (1-100).")
+    ] = 5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the tools as JSON.")] = False,
 ) -> None:
-    """Rank the upstream tools for a task, the way the gateway's retrieve_tools does."""
+    """Rank the tools for a task, the way the gateway's retrieve_tools does."""
     from mcprelay.gateway.catalog.search import ToolIndex, tools_from_schema
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     tools, not_ready = tool_rows(runtime, None)
     index = ToolIndex.build(
         tools_from_schema(t["server"], t["tool"], t["description"], t["input_schema"]) for t in tools
