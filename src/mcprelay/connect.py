@@ -29,6 +29,7 @@ from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
 from mcprelay.secretref import resolve_server
+from mcprelay.status import note_auth
 from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import DEFAULT_MAX_MESSAGE_BYTES, ClientHandlers, OnClosed, open_session, open_stdio_session
 
@@ -178,6 +179,7 @@ async def open_upstream(
             yield client, None
         return
     needs_oauth = await ensure_login(server, store, http, login)
+    await anyio.to_thread.run_sync(note_auth, home, server.name, needs_oauth, store)
     auth: OAuth | None = None
     if needs_oauth:
         step_up: StepUp | None = None

@@ -83,6 +83,20 @@ def clear_refresh_error(home: Path, server: str, store: TokenStore | None = None
         write_status(home, server, store, last_error=None)
 
 
+def note_auth(home: Path, server: str, needs_oauth: bool, store: TokenStore | None = None) -> None:
+    """Remember whether ``server`` asks for OAuth (``auth status`` shows ``none`` for one that does not).
+
+    Learnt whenever a connection or a login finds out; written only when it changed, so a gateway
+    reconnecting costs a read, not a write. Never raises: it is a note, not state anything depends on.
+    """
+    wanted = "oauth" if needs_oauth else "none"
+    try:
+        if read_status(home, server, store).get("auth") != wanted:
+            write_status(home, server, store, auth=wanted)
+    except (OSError, McpRelayError):
+        pass
+
+
 def forget(home: Path, server: str, store: TokenStore | None = None) -> None:
     if store is not None and _shared(store):
         store.delete(_status_key(server))

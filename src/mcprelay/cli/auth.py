@@ -48,13 +48,16 @@ def login_options(headless: bool, *, home: Path | None = None, device: bool = Fa
 
 
 async def run_login(
-    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False
+    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False,
+    request_id: str | None = None,
 ) -> Any:
     from mcprelay.httpclient import new_http_client
 
     options = login_options(headless, home=runtime.home, device=device)
     async with new_http_client() as http:
-        return await server_status.recorded_login(runtime.home, server, runtime.store, http, options, scopes=scopes)
+        return await server_status.recorded_login(
+            runtime.home, server, runtime.store, http, options, scopes=scopes, request_id=request_id
+        )
 
 
 @app.command("login")
@@ -143,7 +146,8 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         "last_error": info.get("last_error"),
     }
     if cfg.transport == "stdio":
-        row["state"] = "no_oauth"
+        row["state"] = "none"
+        row["token_store"] = None
         return row
     try:
         grant = load_grant(runtime.store, cfg.name)
@@ -171,6 +175,8 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         registration = runtime.store.get(registration_key(cfg.name, grant.issuer))
         if registration and not row["redirect_uri"]:
             row["redirect_uri"] = ClientRegistration.from_dict(registration).redirect_uri
+    elif info.get("auth") == "none":
+        row["state"] = "none"  # a connection or login found that the server asks for no login
     last = row["last_error"]
     if isinstance(last, dict) and last.get("error_type") == "login_required" and row["state"] != "authenticated":
         row["state"] = "login_required"
@@ -199,28 +205,36 @@ def status_command(
     if not rows:
         print("no servers configured (see the README's configuration section)")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from mcprelay.cli.tables import Column, print_table
 
-    table = Table(title="mcprelay auth status", show_lines=False)
-    for column in ("server", "state", "expires in", "scopes", "client id", "registration", "redirect URI",
-                   "store", "last error"):
-        table.add_column(column, overflow="fold")
+    cells = []
     for row in rows:
         last = row["last_error"]
-        table.add_row(
-            row["server"],
-            row["state"],
-            f"{row['expires_in']} s" if row["expires_in"] is not None else "-",
-            " ".join(row["scopes"] or []) or "-",
-            row["client_id"] or "-",
-            row["registration_kind"] or "-",
-            row["redirect_uri"] or "-",
-            row["token_store"].split(" ", 1)[0],
+        client = row["client_id"] or "-"
+        if row["registration_kind"] and client != "-":
+            client = f"{client} ({row['registration_kind']})"
+        cells.append([
+            row["server"], row["state"], _expires(row["expires_in"]), " ".join(row["scopes"] or []) or "-", client,
             f"{last['error_type']}: {last['message']}" if isinstance(last, dict) else "-",
-        )
-    # Piped output (scripts, tests) gets a wide table rather than rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        ])
+    stores = sorted({row["token_store"] for row in rows if row["token_store"]})
+    print_table(
+        [Column("server", max_width=20), Column("state"), Column("expires", justify="right"),
+         Column("scopes", max_width=20), Column("client", max_width=24), Column("last error", wrap=True)],
+        cells, caption=f"tokens in {'; '.join(stores)}" if stores else None,
+    )
+
+
+def _expires(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "expired"
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.0f} h" if seconds < 172800 else f"{seconds // 86400} d"
 
 
 @app.command("logout")

@@ -66,9 +66,24 @@ def list_tools(
         print_json({"tools": tools, "unavailable": not_ready})
         return
     _warn_not_ready(not_ready)
-    for tool in tools:
-        first_line = (tool["description"] or "").strip().splitlines()[:1]
-        print(f"{tool['name']:<40} {first_line[0] if first_line else ''}")
+    if not tools:
+        configured = runtime.loaded.config.mcp_servers
+        if not configured:
+            print("no tools: no servers are configured (`mcprelay upstream add NAME URL`)")
+        elif not_ready:
+            print(f"no tools: {len(not_ready)} server{'s are' if len(not_ready) != 1 else ' is'} not ready (see above)")
+        else:
+            print("no tools: the ready servers offer none" + (f" ({server})" if server else ""))
+        return
+    from mcprelay.cli.tables import Column, print_table
+
+    print_table([Column("tool", max_width=48), Column("description", wrap=True)],
+                [[t["name"], _first_line(t["description"])] for t in tools])
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @app.command("search")
@@ -96,6 +111,10 @@ def search(
         print_json({"query": query, "results": hits, "unavailable": not_ready})
         return
     _warn_not_ready(not_ready)
-    for hit in hits:
-        first_line = (hit["description"] or "").strip().splitlines()[:1]
-        print(f"{hit['score']:>8.3f}  {hit['name']:<40} {first_line[0] if first_line else ''}")
+    if not hits:
+        print(f"no tools match {query!r}" if tools else "no tools to search: no server is ready")
+        return
+    from mcprelay.cli.tables import Column, print_table
+
+    print_table([Column("score", justify="right"), Column("tool", max_width=48), Column("description", wrap=True)],
+                [[f"{h['score']:.3f}", h["name"], _first_line(h["description"])] for h in hits])

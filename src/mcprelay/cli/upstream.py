@@ -100,16 +100,18 @@ def list_upstreams(
         print_json({"servers": rows})
         return
     if not rows:
-        print("no servers configured")
+        print("no servers configured: add one with `mcprelay upstream add NAME URL` (or import them: "
+              "`mcprelay upstream import FILE`)")
         return
-    print(f"{'NAME':<20} {'TRANSPORT':<16} {'STATE':<15} {'AUTH':<15} {'TOOLS':>5}  LAST ERROR")
+    from mcprelay.cli.tables import Column, print_table
+
+    cells = []
     for row in rows:
         error = row.get("last_error") or {}
         detail = f"{error.get('error_type')}: {error.get('message')}" if error else ""
-        print(
-            f"{row['name']:<20} {row['transport']:<16} {row['state']:<15} {row['auth_state']:<15} "
-            f"{row['tool_count']:>5}  {detail}"
-        )
+        cells.append([row["name"], row["transport"], row["state"], row["auth_state"], str(row["tool_count"]), detail])
+    print_table([Column("name", max_width=20), Column("transport"), Column("state"), Column("auth"),
+                 Column("tools", justify="right"), Column("last error", wrap=True)], cells)
 
 
 @app.command("logs")
