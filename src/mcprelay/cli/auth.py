@@ -37,13 +37,18 @@ def login_options(headless: bool, *, home: Path | None = None, device: bool = Fa
     read = None
     if headless and sys.stdin is not None and sys.stdin.isatty():
         read = sys.stdin.readline
+    terminal = sys.stderr is not None and sys.stderr.isatty()
+    from mcprelay.cli.spinner import browser_wait
+
+    waiting = browser_wait if terminal else None
     return LoginOptions(
         headless=headless,
         read_pasted_url=read,
         device=device,
         remote_shell=remote_shell(),
         page_dir=home / "run" if home is not None else None,
-        terminal=sys.stderr is not None and sys.stderr.isatty(),
+        terminal=terminal,
+        waiting=waiting,
     )
 
 
