@@ -285,6 +285,15 @@ async def _registration_alive(
                    "its token endpoint is not to be trusted", server=server)
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _token_findings(grant: Any, server: ServerConfig, now: float) -> list[Finding]:
     tokens = grant.tokens
     machine = bool(grant.extra.get("grant"))
@@ -293,18 +302,18 @@ def _token_findings(grant: Any, server: ServerConfig, now: float) -> list[Findin
     left = tokens.expires_at - now
     if tokens.refresh_token or machine:
         how = "asked for again" if machine else "refreshed"
-        state = f"expires in {left:.0f} s" if left > 0 else "expired"
+        state = f"expires in {_duration(left)}" if left > 0 else "expired"
         return [Finding("tokens", "ok", f"logged in; the access token {state} and is {how} by itself",
                         server=server.name)]
     if left <= 0:
         return [Finding("tokens", "problem", "the access token expired and there is no refresh token",
                         f"mcprelay auth login --server {server.name}", server.name, str(ErrorType.LOGIN_REQUIRED))]
     if left <= EXPIRY_WARN_S:
-        return [Finding("tokens", "warning", f"the access token expires in {left / 60:.0f} min and there is no "
+        return [Finding("tokens", "warning", f"the access token expires in {_duration(left)} and there is no "
                         "refresh token: a browser login will be needed then", "log in again before it expires "
                         f"(mcprelay auth login --server {server.name}); servers that offer offline_access give a "
                         "refresh token", server.name, details={"expires_in": round(left)})]
-    return [Finding("tokens", "ok", f"logged in; the access token expires in {left / 3600:.1f} h (no refresh token)",
+    return [Finding("tokens", "ok", f"logged in; the access token expires in {_duration(left)} (no refresh token)",
                     server=server.name)]
 
 

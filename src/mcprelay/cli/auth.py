@@ -194,7 +194,7 @@ def status_command(
     server: Annotated[str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Each server's login: state, expiry, scopes, client, registration, store, last error.
+    """Each server's login state, expiry, scopes, client, last error.
 
     state is one of authenticated, expired_refreshable, login_required, not_logged_in, none (the
     server needs no login: a stdio server, or one that answered without asking), store_error.
@@ -251,7 +251,11 @@ def logout_command(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Revoke and forget a server's tokens (with --forget-client, its registration too)."""
+    """Revoke and forget a server's tokens.
+
+    The refresh token is revoked first where the server offers revocation (RFC 7009); with
+    --forget-client the client registration is forgotten too, so the next login registers anew.
+    """
     from mcprelay.oauth.grant import load_grant, token_key
     from mcprelay.oauth.rfc7591 import registration_key
 

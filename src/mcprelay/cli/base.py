@@ -78,7 +78,7 @@ def _option_help(param: Any) -> str:
 
 def _argument_label(param: Any) -> str:
     name = _metavar(param)
-    if param.nargs != 1:
+    if param.nargs != 1 and not name.endswith("..."):
         name += "..."
     return name if param.required else f"[{name}]"
 
@@ -136,7 +136,7 @@ def render_help(command: Any, ctx: Any, *, width: int | None = None) -> str:
         lines.extend(_paragraphs(command.help.partition("\f")[0], width))
     if arguments:
         lines.append("Arguments:")
-        _rows(lines, [(_metavar(p) + ("..." if p.nargs != 1 else ""), _option_help(p)) for p in arguments], width)
+        _rows(lines, [(_argument_label(p).strip("[]"), _option_help(p)) for p in arguments], width)
         lines.append("")
     if own:
         lines.append("Options:")

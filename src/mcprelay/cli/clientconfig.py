@@ -52,7 +52,7 @@ def shapes(url: str, key: str | None, name: str) -> dict[str, dict[str, Any]]:
 def client_config(
     ctx: typer.Context,
     client: Annotated[
-        str, typer.Option("--client", metavar="CLIENT", help=f"The client's config shape: {', '.join(FORMATS)}.")
+        str, typer.Option("--client", metavar="CLIENT", help="Which client's format (see above).")
     ] = "cursor",
     listen: Annotated[
         str | None,
@@ -60,13 +60,15 @@ def client_config(
                      show_default=False),
     ] = None,
     name: Annotated[
-        str, typer.Option("--name", metavar="NAME", help="The name the client shows for the gateway.")
+        str, typer.Option("--name", metavar="NAME", help="The name the client shows for it.")
     ] = "mcprelay",
     json_output: Annotated[bool, typer.Option("--json", help="Print URL, header and every shape as JSON.")] = False,
 ) -> None:
     """Print what an MCP client pastes to use the gateway (URL, key).
 
     The gateway is `mcprelay serve --listen`; the output holds its key, so keep it private.
+    --client picks the format: cursor (the default), claude-code, vscode, claude-desktop or
+    windsurf; --json prints all of them.
     """
     import sys
 

@@ -123,7 +123,7 @@ def demo(
         float, typer.Option("--ttl", metavar="SECONDS", help="How long the demo's access tokens live.")
     ] = 3.0,
     calls: Annotated[
-        int, typer.Option("--calls", metavar="N", help="How many calls run at once after the token expired.")
+        int, typer.Option("--calls", metavar="N", help="Calls at once after the token expired.")
     ] = 10,
     json_output: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:

@@ -26,7 +26,7 @@ def doctor(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
 ) -> None:
-    """Find what is wrong: config, servers, OAuth metadata, store, keyring, clock, ports.
+    """Find what is wrong: config, servers, OAuth, clock, ports.
 
     Each server is checked the way a login would meet it: reachable, metadata valid (issuer, PKCE
     S256, a way to be a client), the clock against the authorization server's, the client

@@ -101,7 +101,7 @@ def import_servers(
     fmt: Annotated[
         str | None,
         typer.Option("--format", "-f", metavar="FORMAT",
-                     help="claude-desktop, claude-code, cursor, vscode or codex (default: detected).",
+                     help="The file's format (default: detected from the file).",
                      show_default=False),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
@@ -113,7 +113,8 @@ def import_servers(
     """Add the servers of another MCP client's config file.
 
     Reads Claude Desktop's claude_desktop_config.json, Claude Code's .mcp.json or ~/.claude.json,
-    Cursor's mcp.json, VS Code's mcp.json (or settings.json) and Codex's config.toml. A server
+    Cursor's mcp.json, VS Code's mcp.json (or settings.json) and Codex's config.toml (--format
+    claude-desktop, claude-code, cursor, vscode or codex; detected when not given). A server
     configured already the same way is left alone; one configured differently is a conflict: it is
     reported, and kept as it is unless --replace. Secrets stay references: an environment variable
     becomes ${env:NAME}, a VS Code input ${keyring:ID}. Exit code 2 when conflicts were left.

@@ -62,7 +62,11 @@ def _users(runtime: Runtime, name: str) -> list[str]:
 
 @app.command("set")
 def set_secret(ctx: typer.Context, name: NameArg, json_output: JsonOpt = False) -> None:
-    """Store a secret: asked for without echo in a terminal, else read from stdin."""
+    """Store a secret (asked for unechoed, or read from stdin).
+
+    In a terminal the value is asked for without echo; otherwise it is read from stdin (one
+    trailing newline dropped). It is never taken from the command line, which other users can see.
+    """
     from mcprelay.secretref import check_name
 
     runtime = get_runtime(ctx)
@@ -93,7 +97,7 @@ def get_secret(ctx: typer.Context, name: NameArg) -> None:
 
 @app.command("list")
 def list_secrets(ctx: typer.Context, json_output: JsonOpt = False) -> None:
-    """The stored secrets' names (never their values), and which servers use them."""
+    """The stored secrets' names (never their values) and their users."""
     from mcprelay.secretref import server_references
 
     runtime = get_runtime(ctx)

@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
         target: Annotated[
             list[str] | None,
             typer.Argument(metavar="URL | -- COMMAND [ARGS]...",
-                           help="The server's URL, or -- and the command that starts it.", show_default=False),
+                           help="The URL, or -- and the command that starts it.", show_default=False),
         ] = None,
         header: Annotated[
             list[str] | None,
@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
 
         \b
           mcprelay upstream add github https://api.githubcopilot.com/mcp/
-          mcprelay upstream add files -- npx -y @modelcontextprotocol/server-filesystem ~/src
+          mcprelay upstream add fs -- npx -y @modelcontextprotocol/server-filesystem ~
         """
         from mcprelay.configedit import edit_config
 

@@ -58,7 +58,11 @@ def list_tools(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the tools as JSON.")] = False,
 ) -> None:
-    """Every tool of every ready server, as the gateway names it (SERVER__TOOL)."""
+    """Every ready server's tools, as the gateway names them.
+
+    The names are SERVER__TOOL (or the tool's own name for a server with "prefix": false), exactly
+    what an agent calls through `mcprelay serve`.
+    """
     runtime = get_runtime(ctx)
     json_output = runtime.use_json(json_output)
     tools, not_ready = tool_rows(runtime, server)
