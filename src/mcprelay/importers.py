@@ -260,15 +260,18 @@ def _vars(text: Any, ctx: _Context, notes: list[str], where: str, *, secret_fiel
 
 
 _IGNORED = {
-    "cwd": "a working directory (mcprelay starts servers in its own)",
-    "envFile": "an env file (set those variables with `--env` or `mcprelay secrets`)",
-    "env_file": "an env file (set those variables with `--env` or `mcprelay secrets`)",
-    "timeout": "a timeout", "startup_timeout_sec": "a start-up timeout", "startup_timeout_ms": "a start-up timeout",
-    "tool_timeout_sec": "a tool timeout", "enabled_tools": "a tool allow-list", "disabled_tools": "a tool deny-list",
-    "dev": "VS Code's watch/debug settings", "sandbox": "a sandbox setting", "trust": "a trust setting",
-    "env_vars": "variables passed through from the environment (mcprelay passes its whole environment)",
-    "description": None, "alwaysAllow": "auto-approved tools", "autoApprove": "auto-approved tools",
-    "oauth": "OAuth settings of another client (mcprelay discovers and registers by itself)",
+    "cwd": "mcprelay starts servers in its own working directory",
+    "envFile": "set those variables with --env or `mcprelay secrets`",
+    "env_file": "set those variables with --env or `mcprelay secrets`",
+    "timeout": "mcprelay has its own timeouts", "startup_timeout_sec": "mcprelay has its own timeouts",
+    "startup_timeout_ms": "mcprelay has its own timeouts", "tool_timeout_sec": "mcprelay has its own timeouts",
+    "enabled_tools": "mcprelay offers all of a server's tools",
+    "disabled_tools": "mcprelay offers all of a server's tools",
+    "dev": "VS Code's own debugging settings", "sandbox": "no sandbox setting in mcprelay",
+    "trust": "no trust setting in mcprelay", "env_vars": "mcprelay passes its whole environment to servers",
+    "description": None, "alwaysAllow": "mcprelay approves no tools by itself",
+    "autoApprove": "mcprelay approves no tools by itself",
+    "oauth": "mcprelay discovers and registers its OAuth client by itself",
 }
 
 
@@ -309,7 +312,7 @@ def _entry(name: str, raw: Any, ctx: _Context, where: str) -> Imported | None:
         body["enabled"] = False
     for key, what in _IGNORED.items():
         if key in raw and what:
-            notes.append(f"{label}: {key} ({what}) has no mcprelay equivalent; left out")
+            notes.append(f"{label}: {key} left out ({what})")
     return Imported(name, body, name, where, notes)
 
 

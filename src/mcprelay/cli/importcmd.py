@@ -8,7 +8,9 @@ unless ``--replace`` says so. ``--dry-run`` shows all of it and writes nothing.
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -176,16 +178,18 @@ def _print(plan: Plan, source: Path, fmt: str, path: Path, dry_run: bool, writte
             print(f"  {label:<10} {row['name']:<{width}}  {describe(row['entry'])}{renamed}")
     for row in plan.conflicts:
         print(f"  {'conflict':<10} {row['name']:<{width}}  configured: {describe(row['configured'])}")
-        print(f"  {'':<10} {'':<{width}}  imported:   {describe(row['entry'])}  (kept yours; --replace takes this)")
+        print(f"  {'':<10} {'':<{width}}  imported:   {describe(row['entry'])}")
     for row in plan.skipped:
         print(f"  {'skipped':<10} {row['name']:<{width}}  {row['reason']}")
+    columns = max(60, min(100, shutil.get_terminal_size((80, 24)).columns))
     for text in plan.notes:
-        print(f"  note: {text}")
-    counts = [f"{len(plan.added)} added", f"{len(plan.unchanged)} unchanged"]
+        print(textwrap.fill(text, width=columns, initial_indent="  note: ", subsequent_indent="        "))
+    counts = [f"{len(plan.added)} {'to add' if dry_run else 'added'}", f"{len(plan.unchanged)} unchanged"]
     if plan.replaced:
         counts.append(f"{len(plan.replaced)} replaced")
     if plan.conflicts:
-        counts.append(f"{len(plan.conflicts)} conflict{'s' if len(plan.conflicts) != 1 else ''}")
+        counts.append(f"{len(plan.conflicts)} conflict{'s' if len(plan.conflicts) != 1 else ''} (yours kept; "
+                      "--replace takes the imported version)")
     if plan.skipped:
         counts.append(f"{len(plan.skipped)} skipped")
     tail = "dry run: nothing written" if dry_run else ("written" if written else "nothing to write")

@@ -78,6 +78,9 @@ def entry_for(
                             suggestion=f"use one of {', '.join(PROTOCOLS)}")
     body: dict[str, Any]
     first = target[0]
+    if len(target) == 1 and "://" in first and not first.lower().startswith(("http://", "https://")):
+        raise McpRelayError(ErrorType.USAGE_ERROR, f"{first!r} is not an http:// or https:// URL",
+                            suggestion="give the server's http(s) URL, or -- and a command to run")
     if len(target) == 1 and first.lower().startswith(("http://", "https://")):
         body = {"url": first}
         if env:
