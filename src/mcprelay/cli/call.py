@@ -95,12 +95,16 @@ def _binary(item: dict[str, Any]) -> tuple[str, str, str] | None:
     """(what, MIME type, base64 data) of a binary content block, or None for text and links."""
     kind = item.get("type")
     if kind in _BINARY_TYPES and isinstance(item.get("data"), str):
-        return str(kind), str(item.get("mimeType") or "application/octet-stream"), item["data"]
+        return str(kind), _mime(item), item["data"]
     resource = item.get("resource")
     if kind == "resource" and isinstance(resource, dict) and isinstance(resource.get("blob"), str):
-        return f"resource {resource.get('uri', '')}".strip(), str(resource.get("mimeType") or
-                                                                   "application/octet-stream"), resource["blob"]
+        return f"resource {resource.get('uri', '')}".strip(), _mime(resource), resource["blob"]
     return None
+
+
+def _mime(block: dict[str, Any]) -> str:
+    # The SDK's models dump as mime_type; a block passed through as the wire JSON has mimeType.
+    return str(block.get("mime_type") or block.get("mimeType") or "application/octet-stream")
 
 
 def render_content(items: list[dict[str, Any]], *, save_dir: Path | None, request_id: str) -> list[str]:
