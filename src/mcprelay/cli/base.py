@@ -23,7 +23,7 @@ import inspect
 import os
 import shutil
 import textwrap
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -217,9 +217,52 @@ class Group(TyperGroup):
         formatter.write(render_help(self, ctx))
 
 
-def new_app(help: str, **kwargs: Any) -> typer.Typer:
+class LazyGroup(Group):
+    """The root group: each command's module is imported, and its typer app built, only when it runs.
+
+    typer builds every command of the whole tree (inspecting every signature) on every start; with
+    twenty commands that is most of ``mcprelay auth status``'s start-up. ``COMMANDS`` maps a name to
+    ``"module:attribute"`` — a typer app (a group) or a command function.
+    """
+
+    COMMANDS: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._built: dict[str, Any] = {}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(n for n in self.COMMANDS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in self.COMMANDS:
+            return None
+        if cmd_name not in self._built:
+            import importlib
+
+            module, _, attribute = self.COMMANDS[cmd_name].partition(":")
+            target = getattr(importlib.import_module(module), attribute)
+            built: Any
+            if isinstance(target, typer.Typer):
+                built = typer.main.get_group(target)  # a group even with one command (`activity list`)
+            else:
+                single = typer.Typer(add_completion=False)
+                single.command(cmd_name, cls=Command)(target)
+                built = typer.main.get_command(single)
+            built.name = cmd_name
+            self._built[cmd_name] = built
+        return self._built[cmd_name]
+
+
+def lazy_group(commands: dict[str, str]) -> type[LazyGroup]:
+    return type("MainGroup", (LazyGroup,), {"COMMANDS": dict(commands)})
+
+
+def new_app(help: str, *, cls: type[Group] = Group, **kwargs: Any) -> typer.Typer:
     """A command group whose commands all get :class:`Command` (use ``@app.command(...)`` as usual)."""
-    app = typer.Typer(help=help, cls=Group, no_args_is_help=True, add_completion=False, **kwargs)
+    app = typer.Typer(help=help, cls=cls, no_args_is_help=True, add_completion=False, **kwargs)
     original = app.command
 
     def command(*args: Any, **options: Any) -> Any:

@@ -9,27 +9,31 @@ import click
 import typer
 
 from mcprelay import seam
-from mcprelay.cli import activity, auth, call, clientconfig, demo, doctor, probe, secretscmd, serve, tools, upstream
-from mcprelay.cli.base import new_app
+from mcprelay.cli.base import lazy_group, new_app
 from mcprelay.cli.runtime import Runtime, configure_logging, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
 
+#: Every command, in the order `mcprelay --help` lists them; each module is imported only when it runs.
+COMMANDS = {
+    "auth": "mcprelay.cli.auth:app",
+    "call": "mcprelay.cli.call:call",
+    "tools": "mcprelay.cli.tools:app",
+    "upstream": "mcprelay.cli.upstream:app",
+    "serve": "mcprelay.cli.serve:serve",
+    "client-config": "mcprelay.cli.clientconfig:client_config",
+    "doctor": "mcprelay.cli.doctor:doctor",
+    "secrets": "mcprelay.cli.secretscmd:app",
+    "activity": "mcprelay.cli.activity:app",
+    "probe": "mcprelay.cli.probe:probe",
+    "demo": "mcprelay.cli.demo:demo",
+}
+
 app = new_app(
     "Connect agents to many MCP servers and own their OAuth, so authentication never breaks.",
+    cls=lazy_group(COMMANDS),
     name="mcprelay",
     pretty_exceptions_enable=False,
 )
-app.add_typer(auth.app, name="auth")
-app.add_typer(activity.app, name="activity")
-app.command("probe")(probe.probe)
-app.command("call")(call.call)
-app.command("demo")(demo.demo)
-app.command("serve")(serve.serve)
-app.command("client-config")(clientconfig.client_config)
-app.add_typer(upstream.app, name="upstream")
-app.add_typer(tools.app, name="tools")
-app.command("doctor")(doctor.doctor)
-app.add_typer(secretscmd.app, name="secrets")
 
 
 @app.callback()
