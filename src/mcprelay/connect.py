@@ -7,6 +7,7 @@ same way whichever door the request came in by.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -17,7 +18,7 @@ import httpx2
 from mcp.client.client import Client
 
 from mcprelay.config import MACHINE_GRANTS, ServerConfig
-from mcprelay.errors import ErrorType, McpRelayError, login_required
+from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
@@ -99,7 +100,27 @@ def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncCli
     refresher = GrantRefresher(
         server.name, store, grant_lock(store, home), request, recovery=RecoveryBox(home), on_outcome=outcome,
     )
-    return TokenManager(server.name, refresher)
+
+    async def renewed(grant: StoredGrant, started: float, error: BaseException | None) -> None:
+        """A row in the activity log per refresh (or machine re-acquisition), under a request id of its own
+        that a failure carries, so that ``activity list --request-id`` finds it."""
+        from mcprelay.activity import ActivityRecord, record_now
+
+        request_id = new_correlation_id()
+        failure = error if isinstance(error, McpRelayError) else None
+        if failure is not None:
+            failure.with_context(request_id=request_id)
+        status = "ok" if error is None else "error"
+        error_type = str(failure.error_type) if failure else (type(error).__name__ if error else None)
+        record = ActivityRecord(
+            request_id=request_id, correlation_id=(failure.correlation_id if failure else None)
+            or refresher.last_correlation_id, server=server.name, tool=str(grant.extra.get("grant") or "refresh_token"),
+            started_at=started, duration_ms=round((time.time() - started) * 1000, 1), status=status,
+            error_type=error_type, request_bytes=0, response_bytes=0, kind="refresh",
+        )
+        await anyio.to_thread.run_sync(record_now, home, record)
+
+    return TokenManager(server.name, refresher, on_renewal=renewed)
 
 
 async def ensure_login(

@@ -171,3 +171,29 @@ def test_library_warnings_only_at_debug(level: str, shown: bool) -> None:
     assert ("logging capability is deprecated" in result.stderr) is shown, result.stderr
     bare = subprocess.run([sys.executable, "-c", code, "none"], capture_output=True, text=True, timeout=60)
     assert "logging capability is deprecated" in bare.stderr  # what the CLI used to print
+
+
+def test_refreshes_and_their_failures_are_in_the_activity_log(
+    strict_servers: Callable[..., Servers], tmp_path: Path
+) -> None:
+    import time
+
+    servers = strict_servers(access_token_ttl=2)
+    home, cfg = tmp_path / "home", write(tmp_path / "config.json", {"strict": {"url": servers.mcp_url}})
+    assert mcprelay(home, cfg, "auth", "login", "--server", "strict").returncode == 0
+    time.sleep(2.2)
+    assert mcprelay(home, cfg, "call", "strict", "add", "--args", '{"a": 1, "b": 2}').returncode == 0
+    refreshes = json.loads(mcprelay(home, cfg, "activity", "list", "--kind", "refresh", "--json").stdout)
+    assert [(r["status"], r["tool"]) for r in refreshes] == [("ok", "refresh_token")]
+    assert refreshes[0]["correlation_id"]
+
+    servers.auth.revoke_all()  # the grant is ended at the server: the next refresh is refused
+    time.sleep(2.2)
+    failed = mcprelay(home, cfg, "call", "strict", "add", "--args", '{"a": 1, "b": 2}')
+    assert failed.returncode == 3 and "login_required" in failed.stderr
+    request_id = re.search(r"--request-id ([0-9a-f]{16})", failed.stderr).group(1)  # type: ignore[union-attr]
+    rows = json.loads(mcprelay(home, cfg, "activity", "list", "--request-id", request_id, "--json").stdout)
+    kinds = {r["kind"]: r for r in rows}
+    assert set(kinds) == {"refresh", "tool_call"}
+    assert kinds["refresh"]["status"] == "error" and kinds["refresh"]["error_type"] == "login_required"
+    assert kinds["tool_call"]["error_type"] == "login_required"

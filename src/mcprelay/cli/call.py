@@ -64,7 +64,9 @@ async def _call(runtime: Runtime, name: str, tool: str, arguments: dict[str, Any
                         request_id=request_id,
                     ) from None
     except McpRelayError as exc:
-        await anyio.to_thread.run_sync(_record, runtime, name, tool, request_id, started, arguments, None, exc)
+        # A failed refresh or login on the way already named its own row: the call's joins it under that id.
+        await anyio.to_thread.run_sync(_record, runtime, name, tool, exc.request_id or request_id, started,
+                                       arguments, None, exc)
         raise
     fields = {"server": name, "tool": tool, "request_id": request_id, **tool_result_fields(result)}
     await anyio.to_thread.run_sync(_record, runtime, name, tool, request_id, started, arguments, fields, None)
