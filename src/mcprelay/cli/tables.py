@@ -34,8 +34,9 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, cap
     from rich.console import Console
     from rich.table import Table
 
+    # With a free-text column the table takes the whole width, and that column the room left over.
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=caption, caption_justify="left",
-                  highlight=False)
+                  highlight=False, expand=any(c.wrap for c in columns))
     for column in columns:
         table.add_column(
             column.header, justify=column.justify,  # type: ignore[arg-type]
