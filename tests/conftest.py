@@ -77,7 +77,8 @@ def strict_servers() -> Iterator[Callable[..., Servers]]:
         auth = StrictAuthServer(AuthServerSettings(**settings))
         server = ThreadedServer(
             AppFactory(lambda base: build_app(base, auth=auth, required_scopes=required_scopes,
-                                              dpop_required=dpop_required, dpop_nonce=dpop_nonce))
+                                              dpop_required=dpop_required, dpop_nonce=dpop_nonce)),
+            date_header=not auth.settings.clock_skew,  # a skewed server sends its own Date
         ).start()
         started.append(server)
         return Servers(auth=auth, base=server.url)

@@ -1,4 +1,6 @@
-"""The activity log: one row per tool call the gateway forwarded, in ``<home>/activity.db``.
+"""The activity log, in ``<home>/activity.db``: one row per tool call the gateway (or ``mcprelay call``)
+forwarded, and per login and refresh — successful or not — so that the request id an error shows
+finds what happened (``mcprelay activity list --request-id ID``), whatever it was.
 
 Tool calls are the gateway's hot path, so :meth:`ActivityLog.record` only appends to an in-memory
 queue; a background thread writes the queue to SQLite in batches (one transaction per batch) and
@@ -53,23 +55,29 @@ CREATE TABLE IF NOT EXISTS activity (
     error_type TEXT,
     request_bytes INTEGER NOT NULL,
     response_bytes INTEGER NOT NULL,
-    arguments TEXT
+    arguments TEXT,
+    kind TEXT NOT NULL DEFAULT 'tool_call'
 );
 CREATE INDEX IF NOT EXISTS activity_request_id ON activity (request_id);
 CREATE INDEX IF NOT EXISTS activity_server ON activity (server, id);
 """
 _COLUMNS = (
     "request_id, correlation_id, server, tool, started_at, duration_ms, status, error_type, "
-    "request_bytes, response_bytes, arguments"
+    "request_bytes, response_bytes, arguments, kind"
 )
-_INSERT = f"INSERT INTO activity ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_INSERT = f"INSERT INTO activity ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+#: What a row records: a forwarded tool call, a login, or a refresh (a machine grant's renewal too).
+KINDS = ("tool_call", "login", "refresh")
 # Rows are only ever removed oldest-first, so "the newest N" is "the N highest ids".
 _PRUNE = "DELETE FROM activity WHERE id <= (SELECT id FROM activity ORDER BY id DESC LIMIT 1 OFFSET ?)"
 
 
 @dataclass
 class ActivityRecord:
-    """One forwarded tool call: who, what, when, how long, how it ended and how big it was."""
+    """One forwarded tool call, login or refresh: who, what, when, how long, how it ended, how big.
+
+    For a login or refresh ``tool`` is empty (or names the grant) and the sizes are 0.
+    """
 
     request_id: str
     correlation_id: str | None
@@ -82,6 +90,7 @@ class ActivityRecord:
     request_bytes: int
     response_bytes: int
     arguments: str | None = None
+    kind: str = "tool_call"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +143,8 @@ class ActivityLog:
     # -- reading and lifecycle ----------------------------------------------------------------
 
     def query(
-        self, *, request_id: str | None = None, server: str | None = None, limit: int = 100
+        self, *, request_id: str | None = None, server: str | None = None, limit: int = 100,
+        kind: str | None = None,
     ) -> list[ActivityRecord]:
         """Newest (most recently recorded) first; includes everything this instance recorded before the call."""
         self.flush()
@@ -149,6 +159,9 @@ class ActivityLog:
         if server is not None:
             where.append("server = ?")
             params.append(server)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
         sql = f"SELECT {_COLUMNS} FROM activity"  # noqa: S608 - only fixed column and clause text
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -156,6 +169,7 @@ class ActivityLog:
         params.append(max(0, limit))
         conn = self._connect()
         try:
+            _migrate(conn)
             rows = conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
@@ -164,6 +178,16 @@ class ActivityLog:
         finally:
             conn.close()
         return [ActivityRecord(*row) for row in rows]
+
+    def write_now(self, records: list[ActivityRecord]) -> None:
+        """Write ``records`` on the calling thread, in one transaction (for one-off writers, not the gateway)."""
+        conn = self._open_for_writing()
+        if conn is None:
+            return
+        try:
+            self._write(conn, records)
+        finally:
+            conn.close()
 
     def flush(self) -> None:
         """Return once every record queued before this call is committed (or given up on)."""
@@ -301,6 +325,7 @@ class ActivityLog:
                         int(r.request_bytes),
                         int(r.response_bytes),
                         r.arguments if keep_arguments else None,
+                        str(getattr(r, "kind", "tool_call") or "tool_call"),
                     )
                 )
             except (TypeError, ValueError):
@@ -339,6 +364,7 @@ class ActivityLog:
             if create and not self._prepared:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.executescript(_SCHEMA)
+                _migrate(conn)
                 self._prepared = True
             conn.execute("PRAGMA synchronous = NORMAL")
         except BaseException:
@@ -361,6 +387,27 @@ class ActivityLog:
             side = self.path.with_name(self.path.name + suffix)
             if side.is_symlink():
                 raise paths.UnsafePath(side, "is a symbolic link; SQLite would write through it")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """A database written before logins and refreshes were recorded gets the ``kind`` column (all its
+    rows were tool calls). Idempotent, and safe when two processes do it at once."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(activity)")}
+    if columns and "kind" not in columns:
+        try:
+            conn.execute("ALTER TABLE activity ADD COLUMN kind TEXT NOT NULL DEFAULT 'tool_call'")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def record_now(home: Path, record: ActivityRecord) -> None:
+    """Write one record from a command that is not the gateway (a login, a refresh, ``mcprelay call``):
+    at once, on the calling thread, never raising — the activity log must not break what it records."""
+    try:
+        ActivityLog(activity_path(home)).write_now([record])
+    except Exception:  # a broken database is logged, never raised into a login
+        log.warning("could not write the activity record for %s", record.request_id, exc_info=True)
 
 
 def activity_path(home: Path) -> Path:

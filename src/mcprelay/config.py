@@ -175,8 +175,9 @@ class ServerConfig(_Strict):
     protocol: Protocol = "auto"
     command: str = ""
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Not in repr: a resolved copy (see secretref.py) holds the secrets these may refer to.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     enabled: bool = True
     #: Through the gateway: ``SERVER__NAME`` tools and prompts and ``mcprelay://SERVER/URI`` resources (true),
     #: or the server's own names and URIs (false; a name another server already uses is skipped).

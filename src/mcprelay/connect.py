@@ -7,6 +7,7 @@ same way whichever door the request came in by.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -17,7 +18,7 @@ import httpx2
 from mcp.client.client import Client
 
 from mcprelay.config import MACHINE_GRANTS, ServerConfig
-from mcprelay.errors import ErrorType, McpRelayError, login_required
+from mcprelay.errors import ErrorType, McpRelayError, login_required, new_correlation_id
 from mcprelay.inbound import Liveness
 from mcprelay.oauth.auth import OAuth, StepUp
 from mcprelay.oauth.discovery import probe
@@ -28,6 +29,8 @@ from mcprelay.oauth.refresher import GrantRefresher, ReacquireRequest, RefreshTo
 from mcprelay.oauth.rfc6749 import ClientCredentials, TokenSet
 from mcprelay.oauth.rfc7591 import ClientRegistration, registration_key
 from mcprelay.oauth.tokens import TokenManager
+from mcprelay.secretref import resolve_server
+from mcprelay.status import note_auth
 from mcprelay.store.base import TokenStore, watching
 from mcprelay.transport import DEFAULT_MAX_MESSAGE_BYTES, ClientHandlers, OnClosed, open_session, open_stdio_session
 
@@ -97,7 +100,27 @@ def token_manager(server: ServerConfig, store: TokenStore, http: httpx2.AsyncCli
     refresher = GrantRefresher(
         server.name, store, grant_lock(store, home), request, recovery=RecoveryBox(home), on_outcome=outcome,
     )
-    return TokenManager(server.name, refresher)
+
+    async def renewed(grant: StoredGrant, started: float, error: BaseException | None) -> None:
+        """A row in the activity log per refresh (or machine re-acquisition), under a request id of its own
+        that a failure carries, so that ``activity list --request-id`` finds it."""
+        from mcprelay.activity import ActivityRecord, record_now
+
+        request_id = new_correlation_id()
+        failure = error if isinstance(error, McpRelayError) else None
+        if failure is not None:
+            failure.with_context(request_id=request_id)
+        status = "ok" if error is None else "error"
+        error_type = str(failure.error_type) if failure else (type(error).__name__ if error else None)
+        record = ActivityRecord(
+            request_id=request_id, correlation_id=(failure.correlation_id if failure else None)
+            or refresher.last_correlation_id, server=server.name, tool=str(grant.extra.get("grant") or "refresh_token"),
+            started_at=started, duration_ms=round((time.time() - started) * 1000, 1), status=status,
+            error_type=error_type, request_bytes=0, response_bytes=0, kind="refresh",
+        )
+        await anyio.to_thread.run_sync(record_now, home, record)
+
+    return TokenManager(server.name, refresher, on_renewal=renewed)
 
 
 async def ensure_login(
@@ -167,6 +190,7 @@ async def open_upstream(
     (the gateway reconnects); ``liveness`` when bytes last arrived (the gateway's ping consults it).
     Every message from the server is capped at the server's ``max_result_bytes``.
     """
+    server = resolve_server(server, home, store)  # ${env:…}/${keyring:…}: at use, in this copy only
     cap = server.max_result_bytes or DEFAULT_MAX_MESSAGE_BYTES
     if server.transport == "stdio":
         async with open_stdio_session(
@@ -176,6 +200,7 @@ async def open_upstream(
             yield client, None
         return
     needs_oauth = await ensure_login(server, store, http, login)
+    await anyio.to_thread.run_sync(note_auth, home, server.name, needs_oauth, store)
     auth: OAuth | None = None
     if needs_oauth:
         step_up: StepUp | None = None

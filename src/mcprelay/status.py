@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcprelay.errors import ErrorType, McpRelayError
+from mcprelay.errors import ErrorType, McpRelayError, new_correlation_id
 
 if TYPE_CHECKING:
     import httpx2
@@ -83,6 +83,20 @@ def clear_refresh_error(home: Path, server: str, store: TokenStore | None = None
         write_status(home, server, store, last_error=None)
 
 
+def note_auth(home: Path, server: str, needs_oauth: bool, store: TokenStore | None = None) -> None:
+    """Remember whether ``server`` asks for OAuth (``auth status`` shows ``none`` for one that does not).
+
+    Learnt whenever a connection or a login finds out; written only when it changed, so a gateway
+    reconnecting costs a read, not a write. Never raises: it is a note, not state anything depends on.
+    """
+    wanted = "oauth" if needs_oauth else "none"
+    try:
+        if read_status(home, server, store).get("auth") != wanted:
+            write_status(home, server, store, auth=wanted)
+    except (OSError, McpRelayError):
+        pass
+
+
 def forget(home: Path, server: str, store: TokenStore | None = None) -> None:
     if store is not None and _shared(store):
         store.delete(_status_key(server))
@@ -95,31 +109,69 @@ def forget(home: Path, server: str, store: TokenStore | None = None) -> None:
 
 async def recorded_login(
     home: Path, server: ServerConfig, store: TokenStore, http: httpx2.AsyncClient, options: LoginOptions,
-    **kwargs: Any,
+    *, request_id: str | None = None, **kwargs: Any,
 ) -> LoginOutcome:
     """``oauth.flow.login`` with its outcome kept for ``auth status``: the error of a failed login, the
-    time and issuer of a successful one — whoever started it (``auth login``, ``call``, the REST API)."""
+    time and issuer of a successful one — whoever started it (``auth login``, ``call``, the REST API).
+
+    Each login, successful or not, is also a row of the activity log under ``request_id`` (a new one
+    unless the caller's request led to it), which a failed login's error carries: ``mcprelay
+    activity list --request-id ID`` finds it.
+    """
     import functools
 
     import anyio.to_thread
 
     from mcprelay.oauth.flow import login  # not on the import path of `auth status`, which only reads
+    from mcprelay.secretref import resolve_server
 
+    request_id = request_id or new_correlation_id()
+    started = time.time()
+    grant_kind = "device_code" if options.device else server.oauth.grant
     try:
+        server = resolve_server(server, home, store)  # a client secret may be a reference
         outcome = await login(server, store, http, options, **kwargs)
     except McpRelayError as exc:
+        exc.with_context(server=server.name, request_id=request_id)
         await anyio.to_thread.run_sync(functools.partial(record_error, home, server.name, exc, store))
+        await anyio.to_thread.run_sync(
+            _record_activity, home, server.name, grant_kind, request_id, exc.correlation_id, started, "error",
+            str(exc.error_type),
+        )
         raise
     except Exception as exc:  # an unexpected failure is still recorded, then re-raised for a traceback
         error = McpRelayError(ErrorType.CODE_FLOW_FAILED, f"the login failed: {type(exc).__name__}: {exc}"[:500])
         await anyio.to_thread.run_sync(functools.partial(record_error, home, server.name, error, store))
+        await anyio.to_thread.run_sync(
+            _record_activity, home, server.name, grant_kind, request_id, None, started, "error",
+            str(ErrorType.CODE_FLOW_FAILED),
+        )
         raise
     if outcome.grant:
         grant = outcome.grant
 
         def done() -> None:
             clear_error(home, server.name, store)
-            write_status(home, server.name, store, issuer=grant.issuer)
+            write_status(home, server.name, store, issuer=grant.issuer, auth="oauth")
 
         await anyio.to_thread.run_sync(done)
+    else:
+        await anyio.to_thread.run_sync(functools.partial(write_status, home, server.name, store, auth="none",
+                                                         last_error=None))
+    await anyio.to_thread.run_sync(
+        _record_activity, home, server.name, grant_kind, request_id, outcome.correlation_id, started, "ok", None,
+    )
     return outcome
+
+
+def _record_activity(
+    home: Path, server: str, tool: str, request_id: str, correlation_id: str | None, started: float, status: str,
+    error_type: str | None, kind: str = "login",
+) -> None:
+    from mcprelay.activity import ActivityRecord, record_now
+
+    record_now(home, ActivityRecord(
+        request_id=request_id, correlation_id=correlation_id, server=server, tool=tool, started_at=started,
+        duration_ms=round((time.time() - started) * 1000, 1), status=status, error_type=error_type,
+        request_bytes=0, response_bytes=0, kind=kind,
+    ))

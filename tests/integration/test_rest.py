@@ -221,7 +221,12 @@ def test_activity_filters_and_limit(api: tuple[httpx2.Client, FakeGateway]) -> N
         "request_bytes": 12,
         "response_bytes": 34,
         "arguments": None,
+        "kind": "tool_call",
     }
+    by_kind = client.get("/activity", params={"kind": "login"}).json()["activity"]
+    assert by_kind == []
+    bad_kind = client.get("/activity", params={"kind": "nope"})
+    assert bad_kind.status_code == 400 and bad_kind.json()["error_type"] == "usage_error"
     by_request = client.get("/activity", params={"request_id": "req-2"}).json()["activity"]
     assert [r["request_id"] for r in by_request] == ["req-2"]
     by_server = client.get("/activity", params={"server": "broken"}).json()["activity"]

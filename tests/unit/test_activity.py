@@ -200,3 +200,28 @@ def test_cli_activity_list(home: Path, capsys: pytest.CaptureFixture[str]) -> No
 
     code, out = run_cli(home, "--server", "linear", capsys=capsys)
     assert code == 0 and "linear" in out and "req-5" in out and "github" not in out
+
+
+def test_a_database_from_before_logins_were_recorded_gains_the_kind_column(home: Path) -> None:
+    import sqlite3
+
+    path = activity_path(home)
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE activity (id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, correlation_id TEXT, "
+        "server TEXT NOT NULL, tool TEXT NOT NULL, started_at REAL NOT NULL, duration_ms REAL NOT NULL, "
+        "status TEXT NOT NULL, error_type TEXT, request_bytes INTEGER NOT NULL, response_bytes INTEGER NOT NULL, "
+        "arguments TEXT);"
+        "INSERT INTO activity (request_id, server, tool, started_at, duration_ms, status, request_bytes, "
+        "response_bytes) VALUES ('old-1', 'github', 'search', 1.0, 2.0, 'ok', 3, 4);"
+    )
+    conn.commit()
+    conn.close()
+    path.chmod(0o600)
+    with ActivityLog(path) as log:
+        (old,) = log.query()
+        assert old.request_id == "old-1" and old.kind == "tool_call"
+        log.record(ActivityRecord("login-1", "corr", "github", "authorization_code", 5.0, 6.0, "error",
+                                  "access_denied", 0, 0, kind="login"))
+        assert [r.kind for r in log.query()] == ["login", "tool_call"]
+        assert [r.request_id for r in log.query(kind="login")] == ["login-1"]

@@ -12,6 +12,7 @@ import anyio
 import typer
 
 from mcprelay import status as server_status
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.desktop import headless_requested
 from mcprelay.errors import McpRelayError
@@ -19,10 +20,10 @@ from mcprelay.errors import McpRelayError
 if TYPE_CHECKING:
     from mcprelay.config import ServerConfig
 
-app = typer.Typer(help="Log in to servers, see their login state, log out.", no_args_is_help=True)
+app = new_app("Log in to servers, see their login state, log out.")
 
-ServerOpt = Annotated[str, typer.Option("--server", "-s", help="Server name from the config.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ServerOpt = Annotated[str, typer.Option("--server", "-s", metavar="NAME", help="The server's name in the config.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
 def remote_shell() -> bool:
@@ -36,42 +37,64 @@ def login_options(headless: bool, *, home: Path | None = None, device: bool = Fa
     read = None
     if headless and sys.stdin is not None and sys.stdin.isatty():
         read = sys.stdin.readline
+    terminal = sys.stderr is not None and sys.stderr.isatty()
+    from mcprelay.cli.spinner import browser_wait
+
+    waiting = browser_wait if terminal else None
     return LoginOptions(
         headless=headless,
         read_pasted_url=read,
         device=device,
         remote_shell=remote_shell(),
         page_dir=home / "run" if home is not None else None,
-        terminal=sys.stderr is not None and sys.stderr.isatty(),
+        terminal=terminal,
+        waiting=waiting,
     )
 
 
 async def run_login(
-    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False
+    runtime: Runtime, server: ServerConfig, headless: bool, *, scopes: list[str] | None = None, device: bool = False,
+    request_id: str | None = None,
 ) -> Any:
     from mcprelay.httpclient import new_http_client
 
     options = login_options(headless, home=runtime.home, device=device)
     async with new_http_client() as http:
-        return await server_status.recorded_login(runtime.home, server, runtime.store, http, options, scopes=scopes)
+        return await server_status.recorded_login(
+            runtime.home, server, runtime.store, http, options, scopes=scopes, request_id=request_id
+        )
 
 
 @app.command("login")
 def login_command(
     ctx: typer.Context,
     server: ServerOpt,
-    headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Log in even if the stored tokens are valid.")] = False,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Print the login URL instead of opening a browser.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Log in again even if the stored tokens are still valid.")
+    ] = False,
     device: Annotated[
         bool, typer.Option("--device", help="Log in with a code entered on another device (RFC 8628).")
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Discover, register, authorize and store tokens for one server."""
+    """Log in to one server: discover, register, authorize, store the tokens.
+
+    The login page opens in your browser, chosen by Python's webbrowser module: set BROWSER to the
+    program to use. It gets one argument, the file:// URL of a private page that forwards to the
+    login, so the login request never shows in the process list.
+
+    With --headless (or MCPRELAY_HEADLESS=1, or HEADLESS=true) the URL is printed instead; open it
+    in any browser. Where the browser cannot reach this machine (a remote shell), paste the URL it
+    was sent back to (http://127.0.0.1:PORT/callback?code=...) and press Enter. Over SSH the device
+    login (a code entered on another device) is used where the server offers it.
+    """
     from mcprelay.oauth.grant import load_grant
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     cfg = runtime.loaded.config.server(server)
     if cfg.transport == "stdio":
         raise typer.BadParameter(f"{server} is a local stdio server; it has no OAuth login", param_hint="--server")
@@ -128,7 +151,8 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         "last_error": info.get("last_error"),
     }
     if cfg.transport == "stdio":
-        row["state"] = "no_oauth"
+        row["state"] = "none"
+        row["token_store"] = None
         return row
     try:
         grant = load_grant(runtime.store, cfg.name)
@@ -156,6 +180,8 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
         registration = runtime.store.get(registration_key(cfg.name, grant.issuer))
         if registration and not row["redirect_uri"]:
             row["redirect_uri"] = ClientRegistration.from_dict(registration).redirect_uri
+    elif info.get("auth") == "none":
+        row["state"] = "none"  # a connection or login found that the server asks for no login
     last = row["last_error"]
     if isinstance(last, dict) and last.get("error_type") == "login_required" and row["state"] != "authenticated":
         row["state"] = "login_required"
@@ -165,12 +191,16 @@ def _row(runtime: Runtime, cfg: ServerConfig) -> dict[str, Any]:
 @app.command("status")
 def status_command(
     ctx: typer.Context,
-    server: Annotated[str | None, typer.Option("--server", "-s", help="Only this server.")] = None,
+    server: Annotated[str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server.")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """One row per server: state, expiry, scopes, client, registration, redirect URI, store, last error."""
+    """Each server's login state, expiry, scopes, client, last error.
+
+    state is one of authenticated, expired_refreshable, login_required, not_logged_in, none (the
+    server needs no login: a stdio server, or one that answered without asking), store_error.
+    """
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     config = runtime.loaded.config
     servers = [config.server(server)] if server else config.mcp_servers
     rows = [_row(runtime, cfg) for cfg in servers]
@@ -180,28 +210,36 @@ def status_command(
     if not rows:
         print("no servers configured (see the README's configuration section)")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from mcprelay.cli.tables import Column, print_table
 
-    table = Table(title="mcprelay auth status", show_lines=False)
-    for column in ("server", "state", "expires in", "scopes", "client id", "registration", "redirect URI",
-                   "store", "last error"):
-        table.add_column(column, overflow="fold")
+    cells = []
     for row in rows:
         last = row["last_error"]
-        table.add_row(
-            row["server"],
-            row["state"],
-            f"{row['expires_in']} s" if row["expires_in"] is not None else "-",
-            " ".join(row["scopes"] or []) or "-",
-            row["client_id"] or "-",
-            row["registration_kind"] or "-",
-            row["redirect_uri"] or "-",
-            row["token_store"].split(" ", 1)[0],
+        client = row["client_id"] or "-"
+        if row["registration_kind"] and client != "-":
+            client = f"{client} ({row['registration_kind']})"
+        cells.append([
+            row["server"], row["state"], _expires(row["expires_in"]), " ".join(row["scopes"] or []) or "-", client,
             f"{last['error_type']}: {last['message']}" if isinstance(last, dict) else "-",
-        )
-    # Piped output (scripts, tests) gets a wide table rather than rich's 80-column default.
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        ])
+    stores = sorted({row["token_store"] for row in rows if row["token_store"]})
+    print_table(
+        [Column("server", max_width=20), Column("state"), Column("expires", justify="right"),
+         Column("scopes", max_width=20), Column("client", max_width=24), Column("last error", wrap=True)],
+        cells, caption=f"tokens in {'; '.join(stores)}" if stores else None,
+    )
+
+
+def _expires(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "expired"
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.0f} h" if seconds < 172800 else f"{seconds // 86400} d"
 
 
 @app.command("logout")
@@ -213,12 +251,16 @@ def logout_command(
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Forget a server's tokens (and, with --forget-client, its registration)."""
+    """Revoke and forget a server's tokens.
+
+    The refresh token is revoked first where the server offers revocation (RFC 7009); with
+    --forget-client the client registration is forgotten too, so the next login registers anew.
+    """
     from mcprelay.oauth.grant import load_grant, token_key
     from mcprelay.oauth.rfc7591 import registration_key
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     cfg = runtime.loaded.config.server(server)
     issuer = server_status.read_status(runtime.home, server, runtime.store).get("issuer")
     grant = None
@@ -270,7 +312,9 @@ async def _revoke(runtime: Runtime, cfg: ServerConfig, grant: Any) -> Any:
                     http, grant.issuer, server=cfg.name, correlation_id=cid, interactive=False
                 )
                 endpoint = metadata.revocation_endpoint if metadata else None
-            client = credentials_for(cfg, runtime.store)(grant)
+            from mcprelay.secretref import resolve_server
+
+            client = credentials_for(resolve_server(cfg, runtime.home, runtime.store), runtime.store)(grant)
         except McpRelayError as exc:
             return Revocation(attempted=bool(endpoint), revoked=False, endpoint=endpoint, error=exc.message)
         return await revoke_grant(http, grant, client, endpoint=endpoint, correlation_id=cid)

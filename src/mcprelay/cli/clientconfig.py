@@ -52,16 +52,24 @@ def shapes(url: str, key: str | None, name: str) -> dict[str, dict[str, Any]]:
 def client_config(
     ctx: typer.Context,
     client: Annotated[
-        str, typer.Option("--client", help=f"The client whose config shape to print: {', '.join(FORMATS)}.")
+        str, typer.Option("--client", metavar="CLIENT", help="Which client's format (see above).")
     ] = "cursor",
     listen: Annotated[
-        str | None, typer.Option("--listen", help="HOST:PORT the gateway listens on (default: the running one, "
-                                                 "else the config's listen).")
+        str | None,
+        typer.Option("--listen", metavar="HOST:PORT", help="The gateway's address (default: the running one's).",
+                     show_default=False),
     ] = None,
-    name: Annotated[str, typer.Option("--name", help="The name the client shows for the gateway.")] = "mcprelay",
+    name: Annotated[
+        str, typer.Option("--name", metavar="NAME", help="The name the client shows for it.")
+    ] = "mcprelay",
     json_output: Annotated[bool, typer.Option("--json", help="Print URL, header and every shape as JSON.")] = False,
 ) -> None:
-    """Print what an MCP client pastes to use `mcprelay serve --listen`: URL and Authorization header."""
+    """Print what an MCP client pastes to use the gateway (URL, key).
+
+    The gateway is `mcprelay serve --listen`; the output holds its key, so keep it private.
+    --client picks the format: cursor (the default), claude-code, vscode, claude-desktop or
+    windsurf; --json prints all of them.
+    """
     import sys
 
     from mcprelay.gateway.control.runfile import read_runfile
@@ -69,7 +77,7 @@ def client_config(
     from mcprelay.gateway.serving.ownerkey import key_path, listener_key
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     if client not in FORMATS:
         raise McpRelayError(
             ErrorType.USAGE_ERROR, f"unknown client {client!r}", suggestion=f"use one of: {', '.join(FORMATS)}"

@@ -119,13 +119,17 @@ async def _run(home: Path, ttl: float, calls: int, emit: Any) -> dict[str, Any]:
 
 def demo(
     ctx: typer.Context,
-    ttl: Annotated[float, typer.Option("--ttl", help="Access token lifetime in seconds.")] = 3.0,
-    calls: Annotated[int, typer.Option("--calls", help="Concurrent calls after expiry.")] = 10,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    ttl: Annotated[
+        float, typer.Option("--ttl", metavar="SECONDS", help="How long the demo's access tokens live.")
+    ] = 3.0,
+    calls: Annotated[
+        int, typer.Option("--calls", metavar="N", help="Calls at once after the token expired.")
+    ] = 10,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the steps as JSON.")] = False,
 ) -> None:
-    """Run the whole OAuth flow against the bundled local servers and print each step."""
+    """Run the OAuth flow against bundled local servers, timed."""
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     steps: list[dict[str, Any]] = []
 
     def emit(step: str, seconds: float, detail: str) -> None:

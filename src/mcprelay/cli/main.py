@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Annotated
 
@@ -10,42 +9,54 @@ import click
 import typer
 
 from mcprelay import seam
-from mcprelay.cli import activity, auth, call, clientconfig, demo, probe, serve, tools, upstream
-from mcprelay.cli.runtime import Runtime, render_error
+from mcprelay.cli.base import lazy_group, new_app
+from mcprelay.cli.runtime import Runtime, configure_logging, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
 
-app = typer.Typer(
+#: Every command, in the order `mcprelay --help` lists them; each module is imported only when it runs.
+COMMANDS = {
+    "auth": "mcprelay.cli.auth:app",
+    "call": "mcprelay.cli.call:call",
+    "tools": "mcprelay.cli.tools:app",
+    "upstream": "mcprelay.cli.upstream:app",
+    "serve": "mcprelay.cli.serve:serve",
+    "client-config": "mcprelay.cli.clientconfig:client_config",
+    "doctor": "mcprelay.cli.doctor:doctor",
+    "secrets": "mcprelay.cli.secretscmd:app",
+    "activity": "mcprelay.cli.activity:app",
+    "probe": "mcprelay.cli.probe:probe",
+    "demo": "mcprelay.cli.demo:demo",
+}
+
+app = new_app(
+    "Connect agents to many MCP servers and own their OAuth, so authentication never breaks.",
+    cls=lazy_group(COMMANDS),
     name="mcprelay",
-    help="Connect agents to many MCP servers and own their OAuth, so authentication never breaks.",
-    no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(auth.app, name="auth")
-app.add_typer(activity.app, name="activity")
-app.command("probe")(probe.probe)
-app.command("call")(call.call)
-app.command("demo")(demo.demo)
-app.command("serve")(serve.serve)
-app.command("client-config")(clientconfig.client_config)
-app.add_typer(upstream.app, name="upstream")
-app.add_typer(tools.app, name="tools")
 
 
 @app.callback()
 def _global(
     ctx: typer.Context,
     config: Annotated[
-        str | None, typer.Option("--config", help="Config file (env MCPRELAY_CONFIG).", show_default=False)
+        str | None,
+        typer.Option("--config", metavar="FILE", help="The config file (env MCPRELAY_CONFIG).", show_default=False),
     ] = None,
     home: Annotated[
         str | None,
-        typer.Option("--home", help="Where tokens, logs and activity live (env MCPRELAY_HOME).", show_default=False),
+        typer.Option("--home", metavar="DIR", help="Tokens, logs and activity live here (env MCPRELAY_HOME).",
+                     show_default=False),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log-level", help="Console log level.")] = "warning",
+    log_level: Annotated[
+        str,
+        typer.Option("--log-level", metavar="LEVEL", help="Stderr log level: debug, info, warning (default), error.",
+                     show_default=False),
+    ] = "warning",
+    json_output: Annotated[bool, typer.Option("--json", help="Print results and errors as JSON.")] = False,
 ) -> None:
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = Runtime(config_option=config, home_option=home, log_level=log_level)
+    configure_logging(log_level)
+    ctx.obj = Runtime(config_option=config, home_option=home, log_level=log_level, json_output=json_output)
     _current.append(ctx.obj)
 
 

@@ -134,30 +134,45 @@ async def _run(
 
 def probe(
     ctx: typer.Context,
-    url: Annotated[str, typer.Argument(help="The MCP server URL.")],
-    client_id: Annotated[str | None, typer.Option("--client-id", help="A pre-registered client id.")] = None,
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help="The MCP endpoint, e.g. https://example.com/mcp.", show_default=False)
+    ],
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", metavar="ID", help="A client registered with the server beforehand.")
+    ] = None,
     client_secret: Annotated[
         str | None,
-        typer.Option("--client-secret", help="Its secret (prefer env MCPRELAY_CLIENT_SECRET: argv is visible)."),
+        typer.Option("--client-secret", metavar="SECRET", help="Its secret (safer: env MCPRELAY_CLIENT_SECRET)."),
     ] = None,
     client_metadata_url: Annotated[
-        str | None, typer.Option("--client-metadata-url", help="A Client ID Metadata Document URL.")
+        str | None, typer.Option("--client-metadata-url", metavar="URL", help="Your Client ID Metadata Document's URL.")
     ] = None,
-    scope: Annotated[str | None, typer.Option("--scope", help="Scopes to request (space separated).")] = None,
-    call: Annotated[str | None, typer.Option("--call", help="The tool to call (default: the first).")] = None,
-    args: Annotated[str | None, typer.Option("--args", help="Tool arguments as a JSON object.")] = None,
-    headless: Annotated[bool, typer.Option("--headless", help="Print the URL instead of opening a browser.")] = False,
+    scope: Annotated[
+        str | None, typer.Option("--scope", metavar="SCOPES", help="Scopes to ask for, space separated.")
+    ] = None,
+    call: Annotated[
+        str | None, typer.Option("--call", metavar="TOOL", help="The tool to call (default: the first one listed).")
+    ] = None,
+    args: Annotated[
+        str | None, typer.Option("--args", metavar="JSON", help="The tool's arguments as a JSON object.")
+    ] = None,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Print the login URL instead of opening a browser.")
+    ] = False,
     oauth_file: Annotated[
         str | None,
-        typer.Option("--oauth", help="A JSON file with the fields of a server's `oauth` object (grant, keys, …)."),
+        typer.Option("--oauth", metavar="FILE", help="A JSON file with a server's oauth fields."),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Authenticate to an ad-hoc server, initialize, list tools, call one tool, print, exit."""
+    """Try a server not in the config: log in, list tools, call one.
+
+    Nothing is stored: the tokens live in memory for this run only.
+    """
     import os
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     home = runtime.home  # also configures the diagnostic log
     oauth: dict[str, Any] = _read_oauth_file(oauth_file) if oauth_file else {}
     if client_id:

@@ -11,13 +11,43 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mcprelay import diaglog
-from mcprelay.errors import McpRelayError
+from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.paths import resolve_home
 from mcprelay.store.base import TokenStore
 
 if TYPE_CHECKING:
     # Imported when a command loads it: the config module brings pydantic (~80 ms), which `--help` does not need.
     from mcprelay.config import LoadedConfig
+
+
+LOG_LEVELS = "debug, info, warning, error"
+
+
+def configure_logging(level: str) -> None:
+    """Console logging at ``level``; library warnings (the SDK's deprecations) only at ``debug``.
+
+    A warning a library prints about its own API is noise to a person running a command, and it lands
+    in the middle of a tool result or a table; with ``--log-level debug`` they are logged like the rest.
+    """
+    import logging
+    import warnings
+
+    name = level.strip().upper()
+    if name.lower() not in LOG_LEVELS.split(", ") and name != "CRITICAL":
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR, f"--log-level {level!r} is not a log level",
+            suggestion=f"use one of {LOG_LEVELS}",
+        )
+    root = logging.getLogger()
+    if not any(getattr(h, "mcprelay_console", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler.mcprelay_console = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(name)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if name == "DEBUG" else logging.CRITICAL)
 
 
 @dataclass
@@ -29,6 +59,30 @@ class Runtime:
     _loaded: LoadedConfig | None = field(default=None, repr=False)
     _home: Path | None = field(default=None, repr=False)
     _store: TokenStore | None = field(default=None, repr=False)
+
+    def apply_globals(
+        self, *, config: str | None = None, home: str | None = None, log_level: str | None = None,
+        json_output: bool | None = None,
+    ) -> None:
+        """Global options given after the command (see :mod:`mcprelay.cli.base`); nothing was read yet."""
+        if config is not None:
+            self.config_option = config
+            self._loaded = None
+            self._store = None
+        if home is not None:
+            self.home_option = home
+            self._home = None
+            self._store = None
+        if log_level is not None:
+            configure_logging(log_level)
+            self.log_level = log_level
+        if json_output:
+            self.json_output = True
+
+    def use_json(self, flag: bool) -> bool:
+        """Whether to print JSON: the command's own ``--json`` or the global one."""
+        self.json_output = self.json_output or flag
+        return self.json_output
 
     @property
     def home(self) -> Path:
@@ -76,23 +130,56 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def render_error(error: McpRelayError, json_output: bool) -> int:
-    """Render an error for people (rich, on stderr) or scripts (JSON, on stdout); return its exit code."""
+def debug_commands(error: McpRelayError) -> list[tuple[str, str]]:
+    """The Debug block of an error: the commands to run next and the ids, as (label, value) rows."""
+    rows: list[tuple[str, str]] = []
+    if error.server and error.error_type not in (ErrorType.CONFIG_INVALID, ErrorType.USAGE_ERROR):
+        rows.append(("server log", f"mcprelay upstream logs {error.server}"))
+    if error.request_id:
+        rows.append(("activity", f"mcprelay activity list --request-id {error.request_id}"))
+        rows.append(("request id", error.request_id))
+    if error.correlation_id:
+        rows.append(("correlation id", error.correlation_id))
+    return rows
+
+
+def render_error(error: McpRelayError, json_output: bool, *, terminal: bool | None = None) -> int:
+    """Render an error for people (on stderr) or scripts (JSON, on stdout); return its exit code.
+
+    In a terminal: the type, server, message and suggestion on lines of their own, then a Debug
+    block with the commands to run next (the server's log, the activity of the request) and both
+    ids. Piped or captured: the same facts, the first line ``error (TYPE) [SERVER]: MESSAGE`` whole
+    on one line for scripts to grep.
+    """
     if json_output:
         print_json(error.to_dict())
-    else:
-        from rich.console import Console
-        from rich.markup import escape
+        return error.exit_code
+    if terminal is None:
+        terminal = sys.stderr is not None and sys.stderr.isatty()
+    from rich.console import Console
+    from rich.markup import escape
 
-        # soft_wrap: a piped or captured message stays on one line, whole, for scripts to grep.
-        console = Console(stderr=True, highlight=False, soft_wrap=True)
-        where = f" {escape('[' + error.server + ']')}" if error.server else ""
-        console.print(f"[bold red]error[/] ({error.error_type}){where}: {escape(error.message)}")
-        if error.suggestion:
-            console.print(f"[bold]what to do:[/] {escape(error.suggestion)}")
-        ids = [f"correlation_id={error.correlation_id}"] if error.correlation_id else []
-        if error.request_id:
-            ids.append(f"request_id={error.request_id}")
-        if ids:
-            console.print(f"[dim]{' '.join(ids)}[/]")
+    debug = debug_commands(error)
+    if terminal:
+        console = Console(stderr=True, highlight=False)
+        console.print(f"[bold red]error:[/] [bold]{error.error_type}[/]")
+        rows = [("server", error.server), ("message", error.message), ("what to do", error.suggestion)]
+        for label, value in rows:
+            if value:
+                console.print(f"  [bold]{label + ':':<12}[/] {escape(value)}")
+        if debug:
+            console.print("\n  [bold]Debug[/]")
+            for label, value in debug:
+                console.print(f"    {label + ':':<16} {escape(value)}")
+        return error.exit_code
+    # soft_wrap: a piped or captured message stays on one line, whole, for scripts to grep.
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    where = f" {escape('[' + error.server + ']')}" if error.server else ""
+    console.print(f"error ({error.error_type}){where}: {escape(error.message)}")
+    if error.suggestion:
+        console.print(f"what to do: {escape(error.suggestion)}")
+    if debug:
+        console.print("debug:")
+        for label, value in debug:
+            console.print(f"  {label + ':':<16} {escape(value)}")
     return error.exit_code

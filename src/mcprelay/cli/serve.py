@@ -33,12 +33,19 @@ if sys.platform == "win32":  # pragma: no cover - Ctrl-Break
 
 def serve(
     ctx: typer.Context,
-    stdio: Annotated[bool, typer.Option("--stdio", help="Serve one agent on stdin/stdout.")] = False,
+    stdio: Annotated[bool, typer.Option("--stdio", help="Serve one agent on stdin and stdout.")] = False,
     listen: Annotated[
-        str | None, typer.Option("--listen", help="HOST:PORT for streamable HTTP at /mcp (default: config listen).")
+        str | None,
+        typer.Option("--listen", metavar="HOST:PORT", help="Serve /mcp, /api/v1 and /ui here (default: config).",
+                     show_default=False),
     ] = None,
 ) -> None:
-    """Run the gateway: one MCP endpoint for all enabled upstreams."""
+    """Run the gateway: one MCP endpoint for every enabled server.
+
+    --stdio serves the agent that started it (a desktop client's command); --listen serves
+    streamable HTTP at /mcp, the REST API at /api/v1 and the web page at /ui, each behind the
+    listener's key (`mcprelay client-config` prints it). SIGTERM or Ctrl-C stops it (exit 0).
+    """
     from mcprelay.gateway.app import serve_http, serve_stdio
     from mcprelay.gateway.serving.http import parse_listen
     from mcprelay.gateway.serving.security import require_api_key_for

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.cli.upstream import gateway_get
 
-app = typer.Typer(help="Tools the upstream servers offer.", no_args_is_help=True)
+app = new_app("Tools the upstream servers offer.")
 
 
 def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -52,34 +53,57 @@ def _warn_not_ready(not_ready: list[dict[str, Any]]) -> None:
 @app.command("list")
 def list_tools(
     ctx: typer.Context,
-    server: Annotated[str | None, typer.Option("--server", help="Only this server's tools.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: Annotated[
+        str | None, typer.Option("--server", "-s", metavar="NAME", help="Only this server's tools.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the tools as JSON.")] = False,
 ) -> None:
-    """Every tool of every ready upstream, as SERVER__TOOL."""
+    """Every ready server's tools, as the gateway names them.
+
+    The names are SERVER__TOOL (or the tool's own name for a server with "prefix": false), exactly
+    what an agent calls through `mcprelay serve`.
+    """
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     tools, not_ready = tool_rows(runtime, server)
     if json_output:
         print_json({"tools": tools, "unavailable": not_ready})
         return
     _warn_not_ready(not_ready)
-    for tool in tools:
-        first_line = (tool["description"] or "").strip().splitlines()[:1]
-        print(f"{tool['name']:<40} {first_line[0] if first_line else ''}")
+    if not tools:
+        configured = runtime.loaded.config.mcp_servers
+        if not configured:
+            print("no tools: no servers are configured (`mcprelay upstream add NAME URL`)")
+        elif not_ready:
+            print(f"no tools: {len(not_ready)} server{'s are' if len(not_ready) != 1 else ' is'} not ready (see above)")
+        else:
+            print("no tools: the ready servers offer none" + (f" ({server})" if server else ""))
+        return
+    from mcprelay.cli.tables import Column, print_table
+
+    print_table([Column("tool", max_width=48), Column("description", wrap=True)],
+                [[t["name"], _first_line(t["description"])] for t in tools])
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @app.command("search")
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="What you want to do, in words.")],
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100, help="At most this many results.")] = 5,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    query: Annotated[str, typer.Argument(metavar="QUERY", help="What you want to do, in words.", show_default=False)],
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=100, help="At most N results (1-100).")
+    ] = 5,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the tools as JSON.")] = False,
 ) -> None:
-    """Rank the upstream tools for a task, the way the gateway's retrieve_tools does."""
+    """Rank the tools for a task, the way the gateway's retrieve_tools does."""
     from mcprelay.gateway.catalog.search import ToolIndex, tools_from_schema
 
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     tools, not_ready = tool_rows(runtime, None)
     index = ToolIndex.build(
         tools_from_schema(t["server"], t["tool"], t["description"], t["input_schema"]) for t in tools
@@ -91,6 +115,10 @@ def search(
         print_json({"query": query, "results": hits, "unavailable": not_ready})
         return
     _warn_not_ready(not_ready)
-    for hit in hits:
-        first_line = (hit["description"] or "").strip().splitlines()[:1]
-        print(f"{hit['score']:>8.3f}  {hit['name']:<40} {first_line[0] if first_line else ''}")
+    if not hits:
+        print(f"no tools match {query!r}" if tools else "no tools to search: no server is ready")
+        return
+    from mcprelay.cli.tables import Column, print_table
+
+    print_table([Column("score", justify="right"), Column("tool", max_width=48), Column("description", wrap=True)],
+                [[f"{h['score']:.3f}", h["name"], _first_line(h["description"])] for h in hits])

@@ -1,7 +1,9 @@
-"""``mcprelay upstream list`` / ``mcprelay upstream logs NAME``: upstream state and their stderr logs.
+"""``mcprelay upstream list | logs | restart``: upstream state, their logs, and a restart in the running gateway.
 
 With a gateway running for this home the state comes from its REST API (the live picture, and no
 second copy of every stdio server); without one each upstream is connected once, without logging in.
+The commands that edit the config (``add``, ``remove``, ``enable``, ``disable``, ``import``) are in
+:mod:`mcprelay.cli.servers` and :mod:`mcprelay.cli.importcmd`.
 """
 
 from __future__ import annotations
@@ -12,16 +14,25 @@ from typing import Annotated, Any
 import anyio
 import typer
 
+from mcprelay.cli import importcmd, servers
+from mcprelay.cli.base import new_app
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.gateway.control.runfile import read_runfile
 from mcprelay.gateway.upstreams.stderrlog import tail, upstream_log_path
 
-app = typer.Typer(help="Upstream servers: state and logs.", no_args_is_help=True)
+app = new_app("Servers in the config: add, import, remove; their state, logs.")
+servers.register(app)
+app.command("import")(importcmd.import_servers)
 
 
 def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
     """GET ``/api/v1<path>`` from the gateway running for this home; None when none is running."""
+    return gateway_request(runtime, "GET", path)
+
+
+def gateway_request(runtime: Runtime, method: str, path: str) -> dict[str, Any] | None:
+    """``method /api/v1<path>`` on the gateway running for this home; None when none is running."""
     running = read_runfile(runtime.home)
     if running is None:
         return None
@@ -35,7 +46,7 @@ def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
     import httpx2  # here, not at the top: every command's start-up would pay for it
 
     try:
-        response = httpx2.get(url, headers=headers, timeout=10.0)
+        response = httpx2.request(method, url, headers=headers, timeout=10.0)
     except httpx2.HTTPError:
         return None  # a gateway that does not answer is treated as not running
     try:
@@ -43,10 +54,17 @@ def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
     except ValueError:
         data = None
     if response.status_code >= 400 or not isinstance(data, dict):
+        known = {t.value for t in ErrorType}
+        error_type = data.get("error_type") if isinstance(data, dict) else None
+        suggestion = data.get("suggestion") if isinstance(data, dict) else None
+        if response.status_code == 401:
+            suggestion = "the running gateway wants another key: check api_key in the config it was started with"
         raise McpRelayError(
-            ErrorType(data.get("error_type", "upstream_error")) if isinstance(data, dict) else ErrorType.UPSTREAM_ERROR,
-            f"the running gateway refused {path}: {data.get('message') if isinstance(data, dict) else response.text}",
-            suggestion="the running gateway wants another key: check api_key in the config it was started with",
+            ErrorType(error_type) if error_type in known else ErrorType.UPSTREAM_ERROR,
+            f"the running gateway refused {method} {path}: "
+            f"{data.get('message') if isinstance(data, dict) else response.text[:300]}",
+            suggestion=str(suggestion or "see the gateway's own output"),
+            server=data.get("server_name") if isinstance(data, dict) else None,
         )
     return data
 
@@ -72,44 +90,93 @@ def server_rows(runtime: Runtime) -> list[dict[str, Any]]:
 @app.command("list")
 def list_upstreams(
     ctx: typer.Context,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the servers as JSON.")] = False,
 ) -> None:
-    """One row per configured server: transport, state, login state, tools, last error."""
+    """Each server: transport, state, login state, tools, last error."""
     runtime = get_runtime(ctx)
-    runtime.json_output = json_output
+    json_output = runtime.use_json(json_output)
     rows = server_rows(runtime)
     if json_output:
         print_json({"servers": rows})
         return
     if not rows:
-        print("no servers configured")
+        print("no servers configured: add one with `mcprelay upstream add NAME URL` (or import them: "
+              "`mcprelay upstream import FILE`)")
         return
-    print(f"{'NAME':<20} {'TRANSPORT':<16} {'STATE':<15} {'AUTH':<15} {'TOOLS':>5}  LAST ERROR")
+    from mcprelay.cli.tables import Column, print_table
+
+    cells = []
     for row in rows:
         error = row.get("last_error") or {}
         detail = f"{error.get('error_type')}: {error.get('message')}" if error else ""
-        print(
-            f"{row['name']:<20} {row['transport']:<16} {row['state']:<15} {row['auth_state']:<15} "
-            f"{row['tool_count']:>5}  {detail}"
-        )
+        cells.append([row["name"], row["transport"], row["state"], row["auth_state"], str(row["tool_count"]), detail])
+    print_table([Column("name", max_width=20), Column("transport"), Column("state"), Column("auth"),
+                 Column("tools", justify="right"), Column("last error", wrap=True)], cells)
 
 
 @app.command("logs")
 def logs(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Server name from the config.")],
-    lines: Annotated[int, typer.Option("--tail", "-n", help="How many lines from the end.")] = 100,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server's name in the config.", show_default=False)],
+    lines: Annotated[int, typer.Option("--tail", "-n", metavar="N", min=1, help="Show the last N lines.")] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the events as JSON lines.")] = False,
 ) -> None:
-    """The captured stderr of a stdio upstream (kept at <home>/logs/upstreams/NAME.log, size-capped)."""
+    """A server's stderr (stdio) and its connection and auth events.
+
+    The stderr of a stdio server is kept in <home>/logs/upstreams/NAME.log; the events (connected,
+    failed, login and refresh steps, with their correlation ids) come from the diagnostic log,
+    <home>/logs/mcprelay.log, for every kind of server.
+    """
+    from mcprelay.cli.logview import events_for, format_event
+
     runtime = get_runtime(ctx)
+    json_output = runtime.use_json(json_output)
     server = runtime.loaded.config.server(name)
-    path = upstream_log_path(runtime.home, server.name)
-    if not path.exists() and not path.with_name(path.name + ".1").exists():
-        hint = "" if server.transport == "stdio" else " (only stdio servers have a stderr log)"
-        print(f"no log for {name} yet{hint}; expected at {path}", flush=True)
+    events = events_for(runtime.home, server.name, lines)
+    if json_output:
+        for event in events:
+            print(json.dumps(event, default=str))
         return
-    for line in tail(path, lines):
-        print(line)
+    path = upstream_log_path(runtime.home, server.name)
+    if server.transport == "stdio":
+        if path.exists() or path.with_name(path.name + ".1").exists():
+            print(f"== stderr of {name} ({path}) ==")
+            for line in tail(path, lines):
+                print(line)
+        else:
+            print(f"no stderr from {name} yet (it goes to {path})")
+    log = runtime.home / "logs" / "mcprelay.log"
+    if events:
+        print(f"== events of {name} ({log}) ==")
+        for event in events:
+            print(format_event(event))
+    else:
+        print(f"no events for {name} in {log} yet: it has not been connected to or logged in to from this home")
+
+
+@app.command("restart")
+def restart(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server's name in the config.", show_default=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Reconnect one server in the running gateway.
+
+    It asks the gateway running with --listen for this home (POST /api/v1/servers/NAME/restart).
+    Without one there is nothing to restart: the next `mcprelay serve` connects afresh anyway.
+    """
+    runtime = get_runtime(ctx)
+    json_output = runtime.use_json(json_output)
+    runtime.loaded.config.server(name)  # an unknown name is a config error, as everywhere
+    answer = gateway_request(runtime, "POST", f"/servers/{name}/restart")
+    if json_output:
+        print_json(answer or {"success": True, "server_name": name, "restarted": False,
+                              "reason": "no gateway is running for this home"})
+        return
+    if answer is None:
+        print(f"no gateway is running for {runtime.home}; nothing to restart (`mcprelay serve` connects afresh)")
+        return
+    print(f"{name}: restarting in the running gateway (now {answer.get('state')})")
 
 
 def dumps(data: Any) -> str:

@@ -120,7 +120,7 @@ async def serve_http(
             )
             config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
             server = Server(config)
-            write_runfile(home, url)
+            write_runfile(home, url, config=loaded.path)
             print(f"mcprelay: serving MCP at {url}/mcp (REST API at {url}{API_PREFIX})", file=sys.stderr, flush=True)
             if api_key is None:
                 print(

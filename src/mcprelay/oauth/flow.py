@@ -16,6 +16,7 @@ import sys
 import time
 import webbrowser
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -76,6 +77,8 @@ class LoginOptions:
     on_authorization_url: Callable[[str], None] | None = None
     # Whether the user reads a terminal: the device login then draws a QR code.
     terminal: bool = False
+    # Shown while the browser login is awaited: ``waiting(server, seconds)`` (the CLI's spinner in a terminal).
+    waiting: Callable[[str, float], AbstractAsyncContextManager[None]] | None = None
 
 
 @dataclass
@@ -275,8 +278,11 @@ async def _authorize_via(
                 tg.start_soon(_paste_loop, listener, options)
         else:
             tg.start_soon(_open_browser, page_url, url, options, server, correlation_id)
+        waiting = options.waiting(server, wait_s) if options.waiting is not None and not options.headless else (
+            nullcontext())
         try:
-            result: CallbackResult | McpRelayError = await listener.wait(wait_s)
+            async with waiting:
+                result: CallbackResult | McpRelayError = await listener.wait(wait_s)
         except McpRelayError as exc:
             result = exc  # raised outside the task group, so it is not wrapped in an ExceptionGroup
         tg.cancel_scope.cancel()

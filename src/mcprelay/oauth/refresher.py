@@ -211,6 +211,7 @@ class GrantRefresher:
         self.clock = clock
         self.on_outcome = on_outcome
         self.refreshes = 0  # token requests sent (for status and benchmarks)
+        self.last_correlation_id: str | None = None  # of the newest renewal, for its activity record
         # The newest chain when the store refused it, and the stored version it replaces.
         self._memory: StoredGrant | None = None
         self._memory_over: str | None = None
@@ -234,7 +235,7 @@ class GrantRefresher:
 
     async def renew(self, current: StoredGrant, *, stale: str) -> StoredGrant:
         """New tokens for ``current`` whose access token ``stale`` is due or was rejected."""
-        cid = new_correlation_id()
+        cid = self.last_correlation_id = new_correlation_id()
         started, sent = time.monotonic(), self.refreshes
         try:
             grant = await self._renew(current, stale, cid)

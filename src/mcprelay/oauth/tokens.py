@@ -28,7 +28,7 @@ grant, and the user sees ``login_required``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
@@ -58,10 +58,19 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+#: Told of each renewal this manager ran: (the grant, when it started, the error or None). Only renewals that
+#: sent a token request or failed are reported — adopting a sibling's rotation is no refresh of ours.
+RenewalHook = Callable[[StoredGrant, float, BaseException | None], Awaitable[None]]
+
+
 class TokenManager:
-    def __init__(self, server: str, source: GrantSource, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, server: str, source: GrantSource, *, clock: Callable[[], float] = time.time,
+        on_renewal: RenewalHook | None = None,
+    ) -> None:
         self.server = server
         self.source = source
+        self.on_renewal = on_renewal
         self._clock = clock
         self._grant: StoredGrant | None = None
         self._flight: _Flight | None = None
@@ -101,6 +110,19 @@ class TokenManager:
         """Drop the grant in memory (the store said it changed); the next call reads it again."""
         self._grant = None
 
+    async def _renew(self, current: StoredGrant, stale: str) -> StoredGrant:
+        if self.on_renewal is None:
+            return await self.source.renew(current, stale=stale)
+        started, sent = time.time(), self.source.refreshes
+        try:
+            grant = await self.source.renew(current, stale=stale)
+        except BaseException as exc:
+            await self.on_renewal(current, started, exc)
+            raise
+        if self.source.refreshes > sent:
+            await self.on_renewal(grant, started, None)
+        return grant
+
     async def _single_flight(self, stale: str | None) -> StoredGrant:
         """Load (``stale`` None) or renew the grant whose access token is ``stale``, once per process."""
         while (flight := self._flight) is not None:
@@ -119,7 +141,7 @@ class TokenManager:
                 if stale is None or current is None:
                     grant = await self.source.load()
                 else:
-                    grant = await self.source.renew(current, stale=stale)
+                    grant = await self._renew(current, stale)
             self._grant = flight.grant = grant
             return grant
         except BaseException as exc:

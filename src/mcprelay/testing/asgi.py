@@ -24,8 +24,11 @@ class AppFactory:
 
 
 class ThreadedServer:
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        """``app`` is an ASGI app, or ``AppFactory(fn)`` when the app must know its own base URL."""
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, date_header: bool = True) -> None:
+        """``app`` is an ASGI app, or ``AppFactory(fn)`` when the app must know its own base URL.
+
+        ``date_header=False``: uvicorn adds no ``Date`` (for an app that sends its own, such as an
+        authorization server with a skewed clock)."""
         # IPPROTO_TCP so that asyncio sets TCP_NODELAY on accepted connections (see gateway/serving/http.py).
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -35,7 +38,8 @@ class ThreadedServer:
         if isinstance(app, AppFactory):
             app = app.build(self.url)
         self.app = app
-        config = uvicorn.Config(app, log_level="warning", lifespan="auto", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(app, log_level="warning", lifespan="auto", timeout_graceful_shutdown=1,
+                                date_header=date_header)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"asgi-{self.port}", daemon=True)
 

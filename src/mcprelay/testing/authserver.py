@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.utils
 import hashlib
 import hmac
 import ipaddress
@@ -137,6 +138,9 @@ class AuthServerSettings:
     token_error_next: int = 0
     """The next N token requests get ``invalid_request`` (echoing the request when that is on)."""
     revocation_fails: bool = False
+    clock_skew: float = 0
+    """Seconds this server's clock runs ahead (negative: behind), as its ``Date`` header shows; serve it
+    on a ``ThreadedServer(date_header=False)`` so that uvicorn does not add a ``Date`` of its own."""
 
 
 @dataclass
@@ -448,6 +452,16 @@ class StrictAuthServer:
                 grant_types=list(grant_types or ["authorization_code", "refresh_token"]),
             )
 
+    def forget_client(self, client_id: str) -> bool:
+        """Delete a registration, as providers that expire dynamic clients do; its tokens stop working too."""
+        with self.lock:
+            forgotten = self._clients.pop(client_id, None) is not None
+            for table in (self._access, self._refresh):
+                for token, entry in list(table.items()):
+                    if getattr(entry, "client_id", None) == client_id:
+                        del table[token]
+        return forgotten
+
     @property
     def public_jwk(self) -> dict[str, Any]:
         """The public key of :attr:`signing_key` (what a relying party trusts)."""
@@ -513,7 +527,10 @@ class StrictAuthServer:
     # ----------------------------------------------------------------- metadata
 
     async def _metadata_endpoint(self, request: Request) -> Response:
-        return JSONResponse(self.metadata())
+        headers = {}
+        if self.settings.clock_skew:
+            headers["Date"] = email.utils.formatdate(time.time() + self.settings.clock_skew, usegmt=True)
+        return JSONResponse(self.metadata(), headers=headers)
 
     # ----------------------------------------------------------------- registration (RFC 7591)
 

@@ -33,7 +33,7 @@ def level_admits(wanted: str | None, level: str) -> bool:
     if wanted is None:
         return True
     try:
-        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(wanted)  # type: ignore[arg-type]
+        return LOG_LEVELS.index(level) >= LOG_LEVELS.index(wanted)
     except ValueError:
         return True  # an unknown level is the receiver's to judge
 

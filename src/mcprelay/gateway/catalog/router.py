@@ -257,6 +257,23 @@ class Gateway:
     def server_config(self, name: str) -> ServerConfig | None:
         return next((s for s in self.config.mcp_servers if s.name == name), None)
 
+    def restart_upstream(self, name: str) -> bool:
+        """Stop ``name``'s supervisor and start a fresh one (``mcprelay upstream restart``); False if unknown.
+
+        The new supervisor connects from scratch: a stdio server is started again, an HTTP session
+        opened again, the stored grant read again. Its tools leave the catalogue until it is ready.
+        """
+        server = self.server_config(name)
+        if server is None or self._tg is None:
+            return False
+        upstream = self.upstreams.pop(name, None)
+        if upstream is not None:
+            upstream.stop()
+        logger.info("upstream %s restarting (asked for)", name)
+        self._start(server)
+        self._mark_changed()
+        return True
+
     def wake_upstream(self, name: str) -> None:
         """A login for ``name`` just stored a grant: look again now instead of at the next poll."""
         upstream = self.upstreams.get(name)
@@ -424,7 +441,7 @@ class Gateway:
         """The most verbose level any session asked for: the upstreams filter to it, each session further."""
         if not self._log_levels:
             return None
-        return min(self._log_levels.values(), key=lambda level: LOG_LEVELS.index(level)  # type: ignore[arg-type]
+        return min(self._log_levels.values(), key=lambda level: LOG_LEVELS.index(level)
                    if level in LOG_LEVELS else 0)
 
 

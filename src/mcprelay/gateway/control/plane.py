@@ -70,6 +70,15 @@ class ControlPlane:
     def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
         return self.gateway.list_tools(server)
 
+    def restart_upstream(self, name: str) -> dict[str, Any]:
+        if not self.gateway.restart_upstream(name):
+            raise McpRelayError(
+                ErrorType.USAGE_ERROR, f"no server named {name!r} is configured, or the gateway is stopping",
+                suggestion="check the name with `mcprelay upstream list`", server=name,
+            )
+        server = self.gateway.get_server(name)
+        return {"restarted": True, "state": server["state"] if server else "connecting"}
+
     async def start_login(self, name: str) -> dict[str, Any]:
         server = self.gateway.server_config(name)
         if server is None:

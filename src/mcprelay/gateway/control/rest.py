@@ -66,6 +66,10 @@ class GatewayControl(Protocol):
         """The tools of the ready servers (all, or ``server``'s): name, server, tool, description, input_schema."""
         ...
 
+    def restart_upstream(self, name: str) -> dict[str, Any]:
+        """Reconnect one upstream from scratch; returns ``restarted`` and the new ``state``."""
+        ...
+
 
 _LOGIN_STATUS: dict[ErrorType, int] = {
     ErrorType.CONFIG_INVALID: 409,
@@ -145,6 +149,17 @@ def _parse_limit(raw: str | None) -> int:
     return limit
 
 
+def _parse_kind(raw: str | None) -> str | None:
+    from mcprelay.activity import KINDS
+
+    if not raw:
+        return None
+    if raw not in KINDS:
+        raise _usage(f"kind must be one of {', '.join(KINDS)}, not {raw[:40]!r}",
+                     "pass ?kind=tool_call, login or refresh, or leave it out", parameter="kind")
+    return raw
+
+
 def rest_routes(control: GatewayControl) -> list[BaseRoute]:
     """The REST API's routes, with paths relative to where the gateway mounts them (``/api/v1``)."""
 
@@ -175,6 +190,16 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
             return error_response(exc, _LOGIN_STATUS.get(exc.error_type, _LOGIN_DEFAULT_STATUS))
         return json_response({"success": True, "server_name": name, **started}, 202)
 
+    async def restart_server(request: Request) -> Response:
+        name = request.path_params["name"]
+        if control.get_server(name) is None:
+            return error_response(_unknown_server(name), 404)
+        try:
+            restarted = control.restart_upstream(name)
+        except McpRelayError as exc:
+            return error_response(exc.with_context(server=name), 409)
+        return json_response({"success": True, "server_name": name, **restarted}, 202)
+
     async def list_activity(request: Request) -> Response:
         params = request.query_params
         limit = _parse_limit(params.get("limit"))
@@ -183,6 +208,7 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
             request_id=params.get("request_id") or None,
             server=params.get("server") or None,
             limit=limit,
+            kind=_parse_kind(params.get("kind")),
         )
         # query() waits for the writer thread's flush and reads SQLite: keep it off the event loop.
         records = await anyio.to_thread.run_sync(query)
@@ -195,6 +221,7 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         Route("/servers", _guarded(list_servers), methods=["GET"], name="api_servers"),
         Route("/servers/{name}", _guarded(get_server), methods=["GET"], name="api_server"),
         Route("/servers/{name}/login", _guarded(start_login), methods=["POST"], name="api_server_login"),
+        Route("/servers/{name}/restart", _guarded(restart_server), methods=["POST"], name="api_server_restart"),
         Route("/tools", _guarded(list_tools), methods=["GET"], name="api_tools"),
         Route("/activity", _guarded(list_activity), methods=["GET"], name="api_activity"),
         Route("/openapi.json", _guarded(openapi), methods=["GET"], name="api_openapi"),
@@ -327,6 +354,19 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/servers/{name}/restart": {
+            "post": {
+                "operationId": "restartServer",
+                "summary": "Reconnect one upstream from scratch (a stdio server is started again).",
+                "parameters": [_NAME_PARAMETER],
+                "responses": {
+                    "202": _ok("The upstream is reconnecting.", {"$ref": "#/components/schemas/Restarted"}),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                    "409": _error_response("The gateway is stopping (usage_error)."),
+                },
+            }
+        },
         "/tools": {
             "get": {
                 "operationId": "listTools",
@@ -360,7 +400,7 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
         "/activity": {
             "get": {
                 "operationId": "listActivity",
-                "summary": "Forwarded tool calls, most recently recorded first.",
+                "summary": "Forwarded tool calls, logins and refreshes, most recently recorded first.",
                 "parameters": [
                     {
                         "name": "request_id",
@@ -375,6 +415,13 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         "required": False,
                         "description": "Only calls to this server.",
                         "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "required": False,
+                        "description": "Only rows of this kind.",
+                        "schema": {"type": "string", "enum": ["tool_call", "login", "refresh"]},
                     },
                     {
                         "name": "limit",
@@ -480,6 +527,10 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         **_NULLABLE_STRING,
                         "description": "The call's arguments as JSON; null unless the gateway records them.",
                     },
+                    "kind": {
+                        "type": "string", "enum": ["tool_call", "login", "refresh"],
+                        "description": "What the row records; for a login or refresh `tool` names the grant.",
+                    },
                 },
             },
             "LoginStarted": {
@@ -491,6 +542,16 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                     "authorization_url": {**_NULLABLE_STRING, "format": "uri"},
                     "browser_opened": {"type": "boolean"},
                     "correlation_id": {"type": "string"},
+                },
+            },
+            "Restarted": {
+                "type": "object",
+                "required": ["success", "server_name", "restarted", "state"],
+                "properties": {
+                    "success": {"const": True},
+                    "server_name": {"type": "string"},
+                    "restarted": {"const": True},
+                    "state": {"type": "string", "description": "The upstream's state right after the restart."},
                 },
             },
             "OAuthFlowError": {

@@ -21,11 +21,17 @@ def runfile_path(home: Path) -> Path:
     return home / "state" / "gateway.json"
 
 
-def write_runfile(home: Path, url: str) -> Path:
-    """Publish the running gateway (0600, atomically, never through a symlink; see :mod:`mcprelay.paths`)."""
+def write_runfile(home: Path, url: str, *, config: Path | None = None) -> Path:
+    """Publish the running gateway (0600, atomically, never through a symlink; see :mod:`mcprelay.paths`).
+
+    ``config`` is the file it watches, so that ``mcprelay upstream add`` can tell whether its edit
+    reaches this gateway.
+    """
     path = runfile_path(home)
     paths.private_dir(path.parent)
-    paths.write_private(path, json.dumps({"pid": os.getpid(), "url": url, "started_at": time.time()}).encode())
+    record = {"pid": os.getpid(), "url": url, "started_at": time.time(),
+              "config": str(config.resolve()) if config is not None else None}
+    paths.write_private(path, json.dumps(record).encode())
     return path
 
 
