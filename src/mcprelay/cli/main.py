@@ -10,7 +10,7 @@ import click
 import typer
 
 from mcprelay import seam
-from mcprelay.cli import activity, auth, call, clientconfig, demo, probe, serve, tools, upstream
+from mcprelay.cli import activity, auth, call, clientconfig, demo, probe, serve, tools, ui, upstream
 from mcprelay.cli.runtime import Runtime, render_error
 from mcprelay.errors import EXIT_USAGE, McpRelayError
 
@@ -28,6 +28,7 @@ app.command("call")(call.call)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.command("client-config")(clientconfig.client_config)
+app.command("ui")(ui.ui)
 app.add_typer(upstream.app, name="upstream")
 app.add_typer(tools.app, name="tools")
 

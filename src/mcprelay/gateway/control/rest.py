@@ -12,7 +12,14 @@ Status codes, and why:
   ``GET /tools?server=``): the same error type the
   CLI gives for an unknown ``--server``, so scripts handle both alike. Unknown paths under
   ``/api/v1`` are ``404`` with ``usage_error``; a known path with a wrong method is ``405``.
-* ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000).
+* ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000, a search
+  without ``q``) or a bad request body.
+* ``POST /servers/{name}/tools/approve`` approves held tools (pinned tools, ``pins.py``): ``200`` with
+  what was approved; ``404`` for a tool the server does not offer; ``409`` when the definition changed
+  again since the caller saw it (``hash`` given and no longer the offered one) or pinning is off.
+* ``GET /events`` is a stream of server-sent events (``text/event-stream``) for the web page: one
+  ``state`` event at once and another whenever the servers, the held tools, the catalogue or the
+  activity log changed.
 * ``POST /servers/{name}/login`` answers ``202``: the login has started, and finishes when the user
   completes it in the browser. Its failures are ``409`` when the gateway's own configuration or
   state prevents a login (no client id, stdio server, callback port taken, a login already running),
@@ -26,13 +33,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route
 
 from mcprelay.activity import ActivityLog
@@ -43,6 +52,10 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+MAX_SEARCH_LIMIT = 50
+#: How often the event stream compares the gateway's state with what it last sent (in memory, no I/O).
+EVENTS_INTERVAL = 0.25
+EVENTS_KEEPALIVE = 15.0
 
 
 class GatewayControl(Protocol):
@@ -65,6 +78,25 @@ class GatewayControl(Protocol):
     def list_tools(self, server: str | None = None) -> list[dict[str, Any]]:
         """The tools of the ready servers (all, or ``server``'s): name, server, tool, description, input_schema."""
         ...
+
+    def search_tools(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """The exposed tools ranked for ``query`` (the index behind ``retrieve_tools``), with ``score``."""
+        ...
+
+    def held_tools(self, server: str | None = None) -> list[dict[str, Any]]:
+        """Tools held back from the agent: reason, offered and approved definitions and hashes, the diff."""
+        ...
+
+    async def approve_tools(self, server: str, tool: str | None = None, digest: str | None = None) -> dict[str, Any]:
+        """Approve held tools of ``server`` (all, or ``tool``; ``digest``: only if still that definition)."""
+        ...
+
+    def live_state(self) -> dict[str, Any]:
+        """What the page shows that can change (compared for the event stream; from memory only)."""
+        ...
+
+    #: Set when the gateway is shutting down: open event streams end so the listener can stop at once.
+    closing: anyio.Event
 
 
 _LOGIN_STATUS: dict[ErrorType, int] = {
@@ -145,6 +177,27 @@ def _parse_limit(raw: str | None) -> int:
     return limit
 
 
+MAX_BODY = 64 * 1024
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """An optional JSON object body (empty: ``{}``), at most 64 KiB."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _usage(f"the request body is larger than {MAX_BODY} bytes", "send a small JSON object")
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise _usage("the request body must be a JSON object", 'send e.g. {"tool": "echo"}, or no body')
+    return data
+
+
 def rest_routes(control: GatewayControl) -> list[BaseRoute]:
     """The REST API's routes, with paths relative to where the gateway mounts them (``/api/v1``)."""
 
@@ -188,6 +241,60 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         records = await anyio.to_thread.run_sync(query)
         return json_response({"success": True, "activity": [r.to_dict() for r in records]})
 
+    async def search_tools(request: Request) -> Response:
+        params = request.query_params
+        query = params.get("q", "")
+        if not query.strip():
+            raise _usage("a search needs words: pass ?q=WORDS", f"e.g. {API_PREFIX}/tools/search?q=create+issue",
+                         parameter="q")
+        limit = _parse_limit(params.get("limit") or "10")
+        limit = min(limit, MAX_SEARCH_LIMIT)
+        return json_response({"success": True, "query": query, "results": control.search_tools(query, limit)})
+
+    async def held_tools(request: Request) -> Response:
+        server = request.query_params.get("server") or None
+        if server is not None and control.get_server(server) is None:
+            return error_response(_unknown_server(server), 404)
+        return json_response({"success": True, "tools": control.held_tools(server)})
+
+    async def approve_tools(request: Request) -> Response:
+        name = request.path_params["name"]
+        if control.get_server(name) is None:
+            return error_response(_unknown_server(name), 404)
+        body = await _json_body(request)
+        tool, digest = body.get("tool"), body.get("hash")
+        if not isinstance(tool, str | None) or not isinstance(digest, str | None):
+            raise _usage("tool and hash must be strings when given", 'send e.g. {"tool": "echo", "hash": "sha256:…"}')
+        try:
+            approved = await control.approve_tools(name, tool, digest)
+        except McpRelayError as exc:
+            exc.with_context(server=name)
+            reason = exc.details.get("reason")
+            return error_response(exc, 404 if reason == "unknown_tool" else 409)
+        return json_response({"success": True, **approved})
+
+    async def events(request: Request) -> Response:
+        closing = control.closing
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            last: Any = None
+            quiet_since = time.monotonic()
+            while not closing.is_set():
+                state = control.live_state()
+                if state != last:
+                    last = state
+                    quiet_since = time.monotonic()
+                    yield b"event: state\ndata: " + json.dumps(state, default=str).encode() + b"\n\n"
+                elif time.monotonic() - quiet_since > EVENTS_KEEPALIVE:
+                    quiet_since = time.monotonic()
+                    yield b": still here\n\n"
+                with anyio.move_on_after(EVENTS_INTERVAL):
+                    await closing.wait()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     async def openapi(request: Request) -> Response:
         return json_response(OPENAPI_DOCUMENT)
 
@@ -195,7 +302,11 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         Route("/servers", _guarded(list_servers), methods=["GET"], name="api_servers"),
         Route("/servers/{name}", _guarded(get_server), methods=["GET"], name="api_server"),
         Route("/servers/{name}/login", _guarded(start_login), methods=["POST"], name="api_server_login"),
+        Route("/servers/{name}/tools/approve", _guarded(approve_tools), methods=["POST"], name="api_approve_tools"),
         Route("/tools", _guarded(list_tools), methods=["GET"], name="api_tools"),
+        Route("/tools/search", _guarded(search_tools), methods=["GET"], name="api_tools_search"),
+        Route("/tools/held", _guarded(held_tools), methods=["GET"], name="api_tools_held"),
+        Route("/events", _guarded(events), methods=["GET"], name="api_events"),
         Route("/activity", _guarded(list_activity), methods=["GET"], name="api_activity"),
         Route("/openapi.json", _guarded(openapi), methods=["GET"], name="api_openapi"),
     ]
