@@ -254,3 +254,20 @@ class PinBook:
             pins = await anyio.to_thread.run_sync(read_pins, self.home, server)
             logger.info("pins of %s changed on disk; applying them", server)
             self._adopt(server, pins, stamp)
+
+
+# ---------------------------------------------------------------------- without a gateway (the CLI)
+
+
+def screen_offline(home: Path, server: str, tools: Iterable[types.Tool], mode: PinMode) -> Screened:
+    """What a gateway would hold of ``tools`` with the pins on disk now; writes nothing (a server never seen
+    counts as a first sighting in mode ``changed``: nothing held)."""
+    return screen(server, [Offered.of(t) for t in tools], read_pins(home, server) if mode != "off" else None, mode)
+
+
+def approve_offline(home: Path, server: str, offered: list[Offered]) -> None:
+    """Pin ``offered`` in the server's file (blocking); running gateways of this home pick it up within a second."""
+    pins = approved(offered)
+    update_pins(home, server, lambda current: {**(current or {}), **pins})
+    for o in offered:
+        diaglog.event("tool_approved", server=server, correlation_id=None, tool=o.tool.name, hash=o.hash)

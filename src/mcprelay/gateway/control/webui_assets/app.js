@@ -252,7 +252,7 @@ function renderHeld() {
     list.append(h('p', { class: 'empty' }, 'No tool is held: the agent sees every tool as it was approved.'));
     return;
   }
-  const cards = h('div', { class: 'cards' });
+  const cards = h('div', { class: 'held-list' });
   for (const tool of view.held) {
     const why = tool.reason === 'new'
       ? 'New on this server: never approved.'
