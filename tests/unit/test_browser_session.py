@@ -64,6 +64,10 @@ def test_a_session_needs_both_its_cookie_and_its_header_secret() -> None:
     assert sessions.admit("GET", "/api/v1/servers", {**ok, "sec-fetch-site": "same-site"}) is None
     # No session at all: only the link itself passes (its endpoint checks the token).
     assert sessions.admit("GET", "/ui/open", {"host": "127.0.0.1:8080"}) == "link"
+    assert sessions.admit("GET", "/ui/open.js", {"host": "127.0.0.1:8080"}) == "link"
+    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:8080"}) == "link"
+    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:9"}) is None
+    assert sessions.admit("GET", "/ui/app.js", {"host": "127.0.0.1:8080"}) is None
     assert sessions.admit("GET", "/ui/", {"host": "127.0.0.1:8080"}) is None
 
 

@@ -11,15 +11,17 @@ Routes:
 
 * ``GET /ui`` → ``/ui/``; ``GET /ui/`` and ``/ui/app.js``, ``/ui/app.css``: the page (behind the key
   or a session cookie — the guard decides);
-* ``GET /ui/open?token=T``: redeem a one-time link — set the session cookie and send the browser to
-  ``/ui/`` with the page's header secret in the fragment; a used, expired or unknown token gets a
-  page that says to run ``mcprelay ui`` again;
+* ``GET /ui/open#t=TOKEN`` (and ``/ui/open.js``): the static page a one-time link opens; its script
+  trades the token from the fragment for a session with ``POST /ui/session`` (JSON ``{"token"}`` →
+  the session cookie and ``{"csrf"}``, kept in ``sessionStorage``) and goes on to ``/ui/``; a used,
+  expired or unknown token is ``403``, and the page says to run ``mcprelay ui`` again;
 * ``POST /api/v1/ui/links`` (the key only): mint a one-time link; ``GET /api/v1/ui/links/{id}``: was
   it used yet (``mcprelay ui`` waits for that before removing its private hand-off page).
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from importlib import resources
 
@@ -29,13 +31,15 @@ from starlette.routing import BaseRoute, Route
 
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.gateway.control.rest import error_response, json_response
-from mcprelay.gateway.serving.browsersession import LINKS_PATH, OPEN_PATH, PAGE_PREFIX, BrowserSessions
+from mcprelay.gateway.serving.browsersession import LINKS_PATH, OPEN_PATH, PAGE_PREFIX, SESSION_PATH, BrowserSessions
 from mcprelay.gateway.serving.security import AUTH_SCOPE_KEY
 
 ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "open.html": "text/html; charset=utf-8",
+    "open.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 
@@ -51,14 +55,6 @@ _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_LINK_REFUSED = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>mcprelay: this link does not open the page</title></head>
-<body><main class="notice"><h1>This link does not open the page</h1>
-<p>A link from <code>mcprelay ui</code> works once, within a minute. This one was already used, has expired, or was
-made by a gateway that has restarted since.</p>
-<p>Run <code>mcprelay ui</code> again (with the gateway's <code>--home</code>) for a new one.</p></main></body></html>
-"""
 
 
 @cache
@@ -85,14 +81,29 @@ def page_routes(sessions: BrowserSessions) -> list[BaseRoute]:
     async def index(request: Request) -> Response:
         return _static("index.html")
 
-    async def open_link(request: Request) -> Response:
-        token = request.query_params.get("token", "")
-        redeemed = sessions.redeem(token) if token else None
+    async def open_page(request: Request) -> Response:
+        return _static("open.html")
+
+    async def open_session(request: Request) -> Response:
+        body = await request.body()
+        try:
+            data = json.loads(body) if len(body) <= 4096 else None
+        except ValueError:
+            data = None
+        token = data.get("token") if isinstance(data, dict) else None
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            token = None  # a cross-site form cannot send JSON; only the page's own script does
+        redeemed = sessions.redeem(token) if isinstance(token, str) and token else None
         if redeemed is None:
-            return Response(_LINK_REFUSED, status_code=403, media_type="text/html; charset=utf-8",
-                            headers=_SECURITY_HEADERS)
-        # 303: the browser GETs the page; the header secret travels in the fragment, which no request carries.
-        response = RedirectResponse(f"{PAGE_PREFIX}/#s={redeemed.csrf}", status_code=303, headers=_SECURITY_HEADERS)
+            error = McpRelayError(
+                ErrorType.USAGE_ERROR,
+                "this link does not open the page: a link from `mcprelay ui` works once, within a minute, and only "
+                "with the gateway that made it",
+                suggestion="run `mcprelay ui` again (with the gateway's --home) for a new one",
+                details={"reason": "link_refused"},
+            )
+            return error_response(error, 403, headers={"Cache-Control": "no-store"})
+        response = json_response({"success": True, "csrf": redeemed.csrf}, headers={"Cache-Control": "no-store"})
         response.headers.append("Set-Cookie", sessions.set_cookie_header(redeemed))
         return response
 
@@ -106,7 +117,7 @@ def page_routes(sessions: BrowserSessions) -> list[BaseRoute]:
         link_id, token, expires_at = sessions.mint()
         host = request.headers.get("host", f"127.0.0.1:{sessions.port}")
         return json_response({
-            "success": True, "link_id": link_id, "url": f"http://{host}{OPEN_PATH}?token={token}",
+            "success": True, "link_id": link_id, "url": f"http://{host}{OPEN_PATH}#t={token}",
             "expires_at": expires_at, "page": f"http://{host}{PAGE_PREFIX}/",
         }, 201, headers={"Cache-Control": "no-store"})
 
@@ -124,7 +135,8 @@ def page_routes(sessions: BrowserSessions) -> list[BaseRoute]:
     return [
         Route(PAGE_PREFIX, root, methods=["GET", "HEAD"]),
         Route(f"{PAGE_PREFIX}/", index, methods=["GET", "HEAD"]),
-        Route(OPEN_PATH, open_link, methods=["GET"]),
+        Route(OPEN_PATH, open_page, methods=["GET", "HEAD"]),
+        Route(SESSION_PATH, open_session, methods=["POST"]),
         Route(f"{PAGE_PREFIX}/{{name}}", asset, methods=["GET", "HEAD"]),
         Route(LINKS_PATH, mint, methods=["POST"]),
         Route(f"{LINKS_PATH}/{{link_id}}", link_state, methods=["GET"]),

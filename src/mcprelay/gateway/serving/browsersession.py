@@ -7,11 +7,16 @@ key); the browser opens it, and the listener trades it for a **browser session**
 
 * the link's token is 32 random bytes, good for :data:`LINK_TTL` seconds and for one use; only its
   SHA-256 is kept, so the table of live links holds nothing that opens the page;
-* redeeming it sets a session cookie (``HttpOnly``: page scripts cannot read it; ``SameSite=Strict``:
+* the token travels in the link's URL fragment (``/ui/open#t=TOKEN``), which a browser never sends
+  to any server, so it is in no request line or server log; the small static page there takes it
+  out of the address bar at once and trades it (``POST /ui/session``, JSON, from the page's own
+  origin) for a session. The trade is a request of the page itself, not a navigation: a navigation
+  that began elsewhere (the browser was handed a private ``file://`` page by ``mcprelay ui``) would
+  not carry a ``SameSite=Strict`` cookie, and a cookie set by it would not come back on a redirect;
+* the answer sets a session cookie (``HttpOnly``: page scripts cannot read it; ``SameSite=Strict``:
   cross-site requests do not carry it; ``Path=/``; named after the listener's port, so the gateways
-  of two homes on one machine do not overwrite each other's) and hands the page a second secret in
-  the redirect's URL fragment (which a browser never sends to any server); the page moves it into
-  ``sessionStorage`` and out of the address bar at once;
+  of two homes on one machine do not overwrite each other's) and gives the page a second secret,
+  which it keeps in ``sessionStorage``;
 * every request the page makes carries both: the cookie, and the second secret in the
   ``X-Mcprelay-Csrf`` header. A cross-site form or image cannot set a header, and cookies are not
   isolated by port — any local user's server on another port of 127.0.0.1 may be sent our cookie —
@@ -45,6 +50,10 @@ MAX_LINKS = 32
 MAX_SESSIONS = 64
 CSRF_HEADER = "x-mcprelay-csrf"
 OPEN_PATH = "/ui/open"
+#: Where the page trades a link's token for a session (the token is its credential, not the key).
+SESSION_PATH = "/ui/session"
+#: What a browser without a session may fetch: the page that trades the token, and its script.
+_OPEN_FILES = frozenset({OPEN_PATH, "/ui/open.js"})
 
 
 def cookie_name(port: int) -> str:
@@ -155,15 +164,17 @@ class BrowserSessions:
     def admit(self, method: str, path: str, headers: dict[str, str]) -> str | None:
         """Whether a request without the key may pass on this browser's session: ``"link"`` (the one-time link
         itself, checked by its endpoint), ``"page"`` (static files), ``"session"`` (data), or None."""
-        if path == OPEN_PATH and method in {"GET", "HEAD"}:
+        if path in _OPEN_FILES and method in {"GET", "HEAD"}:
             return "link"
+        host = (headers.get("host") or "").strip().lower()
+        origin = headers.get("origin")
+        if path == SESSION_PATH and method == "POST":
+            return "link" if origin is None or origin.strip().lower().rstrip("/") == f"http://{host}" else None
         cookie = headers.get("cookie")
         if (path == PAGE_PREFIX or path.startswith(PAGE_PREFIX + "/")) and method in {"GET", "HEAD"}:
             return "page" if self.has_cookie(cookie) else None
         if not path.startswith(API_PREFIX + "/") or path == LINKS_PATH or path.startswith(LINKS_PATH + "/"):
             return None
-        host = (headers.get("host") or "").strip().lower()
-        origin = headers.get("origin")
         if origin is not None and origin.strip().lower().rstrip("/") != f"http://{host}":
             return None  # not the page's own origin (another port of 127.0.0.1 is another origin)
         if headers.get("sec-fetch-site", "same-origin") != "same-origin":

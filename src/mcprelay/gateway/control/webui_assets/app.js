@@ -4,18 +4,10 @@
 // the session's header secret). Text from servers is only ever inserted as text, never as markup.
 'use strict';
 
+// The session's header secret, put into this tab's sessionStorage (per origin, port included) by the
+// page the one-time link opened (open.js).
 const SECRET = 'mcprelay.session';
 const API = '/api/v1';
-
-// The one-time link sent the browser here with the session's header secret in the fragment: keep
-// it in this tab's sessionStorage (per origin, port included) and take it out of the address bar.
-(function adoptSecret() {
-  const match = /^#s=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
-  if (match) {
-    sessionStorage.setItem(SECRET, match[1]);
-    history.replaceState(null, '', window.location.pathname);
-  }
-})();
 
 const view = {
   state: null,          // the last `state` event
