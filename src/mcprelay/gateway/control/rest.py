@@ -367,8 +367,9 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
         "title": "mcprelay gateway API",
         "version": "1.0.0",
         "description": (
-            "Server state, logins and the activity log of a running `mcprelay serve`. Every failure is an "
-            "OAuthFlowError. When the gateway has an API key, every request needs `Authorization: Bearer KEY`."
+            "Server state, logins, tools (search, held tools and their approval) and the activity log of a running "
+            "`mcprelay serve`. Every failure is an OAuthFlowError. Every request needs `Authorization: Bearer KEY` "
+            "(the config's api_key, else the home's owner key) or, from the web page, its browser session."
         ),
     },
     "servers": [{"url": API_PREFIX}],
@@ -512,6 +513,140 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/servers/{name}/tools/approve": {
+            "post": {
+                "operationId": "approveTools",
+                "summary": "Approve held tools of a server (pinned tools): the agent sees them from now on.",
+                "parameters": [_NAME_PARAMETER],
+                "requestBody": {
+                    "required": False,
+                    "description": "Without a body (or without `tool`), every held tool of the server is approved.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "tool": {"type": "string", "description": "Only this tool (the server's own name)."},
+                            "hash": {"type": "string", "description": (
+                                "Approve only if the offered definition still has this hash (as GET /tools/held "
+                                "showed it); otherwise 409.")},
+                        },
+                    }}},
+                },
+                "responses": {
+                    "200": _ok("What was approved (empty when nothing was held).", {
+                        "type": "object",
+                        "required": ["success", "server_name", "approved"],
+                        "properties": {
+                            "success": {"const": True},
+                            "server_name": {"type": "string"},
+                            "approved": {"type": "array", "items": {"$ref": "#/components/schemas/HeldTool"}},
+                        },
+                    }),
+                    "400": _error_response("The body is not a JSON object with string fields (usage_error)."),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": _error_response("No such server (config_invalid), or the server offers no such tool "
+                                           "(usage_error, details.reason unknown_tool)."),
+                    "409": _error_response("The definition changed again since it was shown (details.reason "
+                                           "definition_changed), or tool_pinning is off (usage_error)."),
+                },
+            }
+        },
+        "/tools/search": {
+            "get": {
+                "operationId": "searchTools",
+                "summary": "The exposed tools ranked for a query, by the index behind retrieve_tools (BM25).",
+                "parameters": [
+                    {"name": "q", "in": "query", "required": True, "description": "What you want to do, in words.",
+                     "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False, "description": "At most this many results.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT, "default": 10}},
+                ],
+                "responses": {
+                    "200": _ok("The best matches first; tools that match no word are left out.", {
+                        "type": "object",
+                        "required": ["success", "query", "results"],
+                        "properties": {
+                            "success": {"const": True},
+                            "query": {"type": "string"},
+                            "results": {"type": "array", "items": {"allOf": [
+                                {"$ref": "#/components/schemas/Tool"},
+                                {"type": "object", "required": ["score"], "properties": {"score": {"type": "number"}}},
+                            ]}},
+                        },
+                    }),
+                    "400": _error_response("No query words, or a bad limit (usage_error)."),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/tools/held": {
+            "get": {
+                "operationId": "listHeldTools",
+                "summary": "Tools held back from the agent because they are new or changed since approved.",
+                "parameters": [{"name": "server", "in": "query", "required": False,
+                                "description": "Only this server's held tools.", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("The held tools, with what changed.", {
+                        "type": "object",
+                        "required": ["success", "tools"],
+                        "properties": {
+                            "success": {"const": True},
+                            "tools": {"type": "array", "items": {"$ref": "#/components/schemas/HeldTool"}},
+                        },
+                    }),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "Server-sent events for the web page: a `state` event now and on every change.",
+                "description": (
+                    "Each `state` event's data is a LiveState. The stream sends a comment every 15 s when nothing "
+                    "changed, and ends when the gateway shuts down (reconnect after the `retry` time)."
+                ),
+                "responses": {
+                    "200": {"description": "An event stream.", "content": {"text/event-stream": {
+                        "schema": {"type": "string"}, "x-event-data": {"$ref": "#/components/schemas/LiveState"}}}},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/ui/links": {
+            "post": {
+                "operationId": "mintPageLink",
+                "summary": "A one-time link that opens the web page (what `mcprelay ui` opens). Needs the key itself.",
+                "description": (
+                    "The link (`/ui/open#t=TOKEN`) works once, within `expires_at`; opening it gives that browser a "
+                    "session (an HttpOnly SameSite=Strict cookie and a header secret) for /ui and this API. "
+                    "A browser session cannot mint links (403)."
+                ),
+                "responses": {
+                    "201": _ok("The link.", {"$ref": "#/components/schemas/PageLink"}),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": _error_response("Asked with a browser session instead of the key (usage_error)."),
+                },
+            }
+        },
+        "/ui/links/{link_id}": {
+            "get": {
+                "operationId": "getPageLink",
+                "summary": "Whether a one-time link was used yet (`mcprelay ui` waits for it). Needs the key.",
+                "parameters": [{"name": "link_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("Its state.", {
+                        "type": "object",
+                        "required": ["success", "used", "expired", "expires_in"],
+                        "properties": {"success": {"const": True}, "used": {"type": "boolean"},
+                                       "expired": {"type": "boolean"}, "expires_in": {"type": "number"}},
+                    }),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": _error_response("Asked with a browser session instead of the key (usage_error)."),
+                    "404": _error_response("No such link, or forgotten after it expired (usage_error)."),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -551,6 +686,53 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         "description": "The last failure, in OAuthFlowError shape, or null.",
                         "oneOf": [{"$ref": "#/components/schemas/OAuthFlowError"}, {"type": "null"}],
                     },
+                    "expires_at": {"type": ["number", "null"], "description": (
+                        "When the access token of the live session expires (seconds since the epoch); null without "
+                        "one.")},
+                    "held_count": {"type": "integer", "minimum": 0,
+                                   "description": "Tools of this server held back from the agent (pinned tools)."},
+                },
+            },
+            "HeldTool": {
+                "type": "object",
+                "required": ["name", "server", "tool", "reason", "hash", "definition", "approved_hash",
+                             "approved_definition", "changed_fields", "diff", "description"],
+                "properties": {
+                    "name": {"type": "string", "description": "The gateway's name for it once approved."},
+                    "server": {"type": "string"},
+                    "tool": {"type": "string", "description": "The upstream's own name for it."},
+                    "reason": {"type": "string", "enum": ["new", "changed"]},
+                    "hash": {"type": "string", "description": "sha256:HEX of the offered definition."},
+                    "definition": {"type": "object", "description": (
+                        "What is pinned: name, title, description, inputSchema, outputSchema, annotations.")},
+                    "approved_hash": _NULLABLE_STRING,
+                    "approved_definition": {"type": ["object", "null"]},
+                    "approved_at": {"type": ["number", "null"]},
+                    "changed_fields": {"type": "array", "items": {"type": "string"}},
+                    "diff": {"type": "string", "description": "A unified diff, approved → offered now."},
+                    "description": {"type": "string"},
+                },
+            },
+            "LiveState": {
+                "type": "object",
+                "required": ["version", "servers", "held", "activity", "tool_pinning"],
+                "properties": {
+                    "version": {"type": "integer", "description": "Changes whenever the catalogue may have changed."},
+                    "servers": {"type": "array", "items": {"$ref": "#/components/schemas/Server"}},
+                    "held": {"type": "integer", "minimum": 0},
+                    "activity": {"type": "integer", "description": "Changes when a call was recorded."},
+                    "tool_pinning": {"type": "string", "enum": ["off", "changed", "all"]},
+                },
+            },
+            "PageLink": {
+                "type": "object",
+                "required": ["success", "link_id", "url", "expires_at", "page"],
+                "properties": {
+                    "success": {"const": True},
+                    "link_id": {"type": "string"},
+                    "url": {"type": "string", "format": "uri"},
+                    "expires_at": {"type": "number"},
+                    "page": {"type": "string", "format": "uri"},
                 },
             },
             "Tool": {
