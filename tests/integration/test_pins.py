@@ -44,7 +44,8 @@ async def test_changed_mode_pins_first_sight_then_holds_new_and_changed_tools_un
     home, config = tmp_path / "home", tmp_path / "config.json"
     write_config(config, {"files": stdio_server()})
     notes = Notifications()
-    async with http_gateway(home, config) as base, mcp_client(base, home, mode="legacy", message_handler=notes) as client, \
+    async with http_gateway(home, config) as base, \
+            mcp_client(base, home, mode="legacy", message_handler=notes) as client, \
             api_client(base, home, timeout=30) as api:
         await wait_for_tools(client, {"files__echo", "files__upper"})
         pin_file = home / "pins" / "files.json"

@@ -12,7 +12,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -95,7 +94,7 @@ async def test_mcprelay_ui_opens_the_page_once_and_the_key_never_reaches_the_bro
                 await page.wait_for_url(re.compile(re.escape(f"{base}/ui/")), timeout=10_000)
                 await page.locator("[data-server=files] [data-field=state]", has_text="ready").wait_for()
                 assert page.url == f"{base}/ui/"  # the fragment with the header secret is gone from the bar
-                out, err = await anyio.to_thread.run_sync(lambda: ui.communicate(timeout=20))
+                _out, err = await anyio.to_thread.run_sync(lambda: ui.communicate(timeout=20))
                 assert ui.returncode == 0, err
                 assert "the page is open" in err
                 assert not list((home / "run").glob("login-*")), "the hand-off page was not removed"

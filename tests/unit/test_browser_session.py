@@ -65,8 +65,9 @@ def test_a_session_needs_both_its_cookie_and_its_header_secret() -> None:
     # No session at all: only the link itself passes (its endpoint checks the token).
     assert sessions.admit("GET", "/ui/open", {"host": "127.0.0.1:8080"}) == "link"
     assert sessions.admit("GET", "/ui/open.js", {"host": "127.0.0.1:8080"}) == "link"
-    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:8080"}) == "link"
-    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": "http://127.0.0.1:9"}) is None
+    own, other = "http://127.0.0.1:8080", "http://127.0.0.1:9"
+    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": own}) == "link"
+    assert sessions.admit("POST", "/ui/session", {"host": "127.0.0.1:8080", "origin": other}) is None
     assert sessions.admit("GET", "/ui/app.js", {"host": "127.0.0.1:8080"}) is None
     assert sessions.admit("GET", "/ui/", {"host": "127.0.0.1:8080"}) is None
 
