@@ -22,7 +22,8 @@ from typing import Annotated
 import typer
 
 from mcprelay.cli.gatewayapi import call_gateway, raise_for, running_gateway
-from mcprelay.cli.runtime import Runtime, get_runtime, headless_requested
+from mcprelay.cli.runtime import Runtime, get_runtime
+from mcprelay.desktop import headless_requested
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.oauth.handoff import LoginPage
 
