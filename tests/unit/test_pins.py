@@ -95,6 +95,14 @@ def test_mode_changed_trusts_the_first_sight_then_holds_what_is_new_or_changed()
     assert echo.approved == pins["echo"] and echo.diff().fields == ("description",)
 
 
+def test_a_server_that_offers_nothing_yet_is_not_seen_yet() -> None:
+    # A server waiting for its first login lists nothing: its first listing with tools is the first sighting.
+    nothing = screen("s", [], None, "changed")
+    assert nothing.first_sight is None and not nothing.exposed and not nothing.held
+    later = screen("s", [Offered.of(tool())], None, "changed")
+    assert later.first_sight is not None and [t.name for t in later.exposed] == ["echo"]
+
+
 def test_mode_all_holds_every_tool_until_approved() -> None:
     result = screen("s", [Offered.of(tool()), Offered.of(tool("upper"))], None, "all")
     assert not result.exposed and result.first_sight is None

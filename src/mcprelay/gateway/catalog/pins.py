@@ -18,7 +18,7 @@ page). This module is the pure part of that — no files, no clock:
   pretty-printed the same way.
 * :func:`screen` decides, for one server's tools and its pins under a mode, which tools are exposed,
   which are held and why (``new`` or ``changed``), and whether this is the server's first sighting
-  (mode ``changed`` pins a server's tools as they are the first time it is seen).
+  (mode ``changed`` pins a server's tools as they are the first time it is seen offering any).
 
 Modes (config ``tool_pinning``): ``off`` — nothing is pinned or held; ``changed`` (default) — trust
 on first sight, hold what is added or changed later; ``all`` — every tool must be approved before
@@ -185,6 +185,10 @@ def screen(
         return result
     if pins is None and mode == "changed":
         result.exposed = [o.tool for o in tools]
+        if not tools:
+            # Nothing seen yet (a server that has not listed, e.g. one waiting for its first login): the
+            # first sighting is the first listing that offers something.
+            return result
         result.first_sight = {o.tool.name: Pin(o.hash, o.definition, None, "first_seen") for o in tools}
         return result
     known = pins or {}
