@@ -121,6 +121,7 @@ class ActivityLog:
         self.retention = retention
         self.record_arguments = record_arguments
         self.dropped = 0
+        self.recorded = 0  # records this instance was given: the web page's cue that there is something new
         self._queue: queue.SimpleQueue[ActivityRecord | _Flush] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -133,6 +134,7 @@ class ActivityLog:
         """Queue one record; never touches the disk and never blocks (safe from any thread or task)."""
         if self._closed:
             return
+        self.recorded += 1
         if self._writer is None:
             self._start_writer()
         if self._queue.qsize() >= _MAX_PENDING:

@@ -261,6 +261,9 @@ class Config(_Strict):
     #: ``false`` serves anyone who can reach the port (every local user), with a warning at start-up.
     owner_only: bool = True
     max_result_bytes: int = Field(default=DEFAULT_MAX_RESULT_BYTES, ge=_MIN_RESULT_BYTES, le=_MAX_RESULT_BYTES)
+    #: Pinned tools (gateway/catalog/pins.py): hold back tools that are new or changed (``changed``: a server's
+    #: tools are pinned as they are when it is first seen; ``all``: every tool waits for approval; ``off``).
+    tool_pinning: Literal["off", "changed", "all"] = "changed"
 
     @field_validator("token_store")
     @classmethod

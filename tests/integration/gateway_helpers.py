@@ -122,12 +122,12 @@ def text(result: types.CallToolResult) -> str:
 
 
 @asynccontextmanager
-async def http_gateway(home: Path, config: Path) -> AsyncIterator[str]:
+async def http_gateway(home: Path, config: Path, env: dict[str, str] | None = None) -> AsyncIterator[str]:
     """``serve --listen 127.0.0.1:0`` in a subprocess; yields its base URL from ``state/gateway.json``."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mcprelay", "--home", str(home), "--config", str(config),
          "serve", "--listen", "127.0.0.1:0"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env(home),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env or cli_env(home),
     )
     runfile = home / "state" / "gateway.json"
     try:

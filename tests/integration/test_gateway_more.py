@@ -106,7 +106,8 @@ async def test_search_mode_exposes_two_tools_that_find_and_call_upstream_tools(t
 
 async def test_config_edits_change_and_remove_servers_live(tmp_path: Path) -> None:
     home, config = paths(tmp_path)
-    write_config(config, {"a": stdio_server(), "d": stdio_server("d_")})
+    # Pinning off: renamed tools of the same server would be held as new (tests/integration/test_pins.py).
+    write_config(config, {"a": stdio_server(), "d": stdio_server("d_")}, tool_pinning="off")
     notes = Notifications()
     async with http_gateway(home, config) as base, mcp_client(
         base, home, mode="legacy", message_handler=notes
@@ -116,7 +117,7 @@ async def test_config_edits_change_and_remove_servers_live(tmp_path: Path) -> No
 
         # Changing a server restarts it with the new settings: here its tools get new names.
         before = notes.tools_changed()
-        write_config(config, {"a": stdio_server("x_"), "d": stdio_server("d_")})
+        write_config(config, {"a": stdio_server("x_"), "d": stdio_server("d_")}, tool_pinning="off")
         names = await wait_for_tools(client, {"a__x_echo", "a__x_upper"}, absent=frozenset({"a__echo"}))
         assert "d__d_echo" in names
         await notes.wait_tools_changed(before)
@@ -127,16 +128,17 @@ async def test_config_edits_change_and_remove_servers_live(tmp_path: Path) -> No
         # An edit that breaks a server drops its tools at once, and the clients hear of it although the
         # restarted server never comes up to announce anything.
         before = notes.tools_changed()
-        write_config(config, {"a": stdio_server("x_"), "d": {**stdio_server("d_"), "command": str(tmp_path / "none")}})
+        write_config(config, {"a": stdio_server("x_"), "d": {**stdio_server("d_"), "command": str(tmp_path / "none")}},
+                     tool_pinning="off")
         await wait_for_tools(client, {"a__x_echo"}, absent=frozenset({"d__d_echo"}))
         await notes.wait_tools_changed(before)
-        write_config(config, {"a": stdio_server("x_"), "d": stdio_server("d_")})
+        write_config(config, {"a": stdio_server("x_"), "d": stdio_server("d_")}, tool_pinning="off")
         await wait_for_tools(client, {"a__x_echo", "d__d_echo"})
         d_pid = int(text(await client.call_tool("d__d_pid", {})))
 
         # Removing a server drops its tools, tells the clients, and ends its process.
         before = notes.tools_changed()
-        write_config(config, {"a": stdio_server("x_")})
+        write_config(config, {"a": stdio_server("x_")}, tool_pinning="off")
         await wait_for_tools(client, {"a__x_echo"}, absent=frozenset({"d__d_echo"}))
         await notes.wait_tools_changed(before)
         assert (await api.get("/servers/d")).status_code == 404

@@ -13,7 +13,9 @@ from starlette.routing import Mount, Route
 
 from mcprelay.activity import ActivityLog, ActivityRecord, activity_path
 from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.control.rest import OPENAPI_DOCUMENT, GatewayControl, rest_routes
+from mcprelay.gateway.control.rest import API_PREFIX, OPENAPI_DOCUMENT, GatewayControl, rest_routes
+from mcprelay.gateway.control.webui import page_routes
+from mcprelay.gateway.serving.browsersession import BrowserSessions
 from mcprelay.testing.asgi import serve_in_thread
 
 ERROR_FIELDS = {
@@ -286,6 +288,11 @@ def test_openapi_document_is_valid_and_lists_every_route(api: tuple[httpx2.Clien
         if route.path == "/{path:path}":
             continue
         served |= {(route.path, m) for m in route.methods or () if m != "HEAD"}
+    # The page's link endpoints live under /api/v1 too, beside the page's own routes.
+    for route in page_routes(BrowserSessions(8080)):
+        assert isinstance(route, Route)
+        if route.path.startswith(API_PREFIX + "/"):
+            served |= {(route.path.removeprefix(API_PREFIX), m) for m in route.methods or () if m != "HEAD"}
     assert served == documented_operations()
 
     schemas = document["components"]["schemas"]

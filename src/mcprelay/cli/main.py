@@ -21,6 +21,7 @@ COMMANDS = {
     "upstream": "mcprelay.cli.upstream:app",
     "serve": "mcprelay.cli.serve:serve",
     "client-config": "mcprelay.cli.clientconfig:client_config",
+    "ui": "mcprelay.cli.ui:ui",
     "doctor": "mcprelay.cli.doctor:doctor",
     "secrets": "mcprelay.cli.secretscmd:app",
     "activity": "mcprelay.cli.activity:app",

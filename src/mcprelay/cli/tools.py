@@ -1,7 +1,10 @@
-"""``mcprelay tools list`` / ``mcprelay tools search QUERY``: what the upstreams offer, as the gateway names it.
+"""``mcprelay tools list`` / ``search QUERY`` / ``approve SERVER [TOOL]``: what the upstreams offer, as the gateway
+names it, and the pinned tools a person approves.
 
 Names are the gateway's (``server__tool``) so what is listed here is exactly what an agent calls.
-Search uses the same ranking as the gateway's ``retrieve_tools``.
+Search uses the same ranking as the gateway's ``retrieve_tools``. Tools the gateway holds back
+(``gateway/catalog/pins.py``: new, or changed since they were approved) are listed marked, and
+``approve`` lets the agent see them, printing what changed.
 """
 
 from __future__ import annotations
@@ -12,32 +15,66 @@ import anyio
 import typer
 
 from mcprelay.cli.base import new_app
+from mcprelay.cli.gatewayapi import call_gateway, raise_for
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.cli.upstream import gateway_get
+from mcprelay.errors import ErrorType, McpRelayError
 
-app = new_app("Tools the upstream servers offer.")
+app = new_app("Tools the upstream servers offer, and the held ones a person approves.")
 
 
 def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(tools, servers that offered none because they are not ready) from the gateway or directly."""
+    tools, not_ready, _held = tool_rows_and_held(runtime, server)
+    return tools, not_ready
+
+
+def tool_rows_and_held(
+    runtime: Runtime, server: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(tools the agent sees, servers not ready, tools held back) from the gateway or directly."""
     if server is not None:
         runtime.loaded.config.server(server)  # an unknown name is a config error, as everywhere
     data = gateway_get(runtime, "/tools")
     if data is not None:
         servers = gateway_get(runtime, "/servers") or {"servers": []}
+        held = (gateway_get(runtime, "/tools/held") or {"tools": []})["tools"]
         tools = [t for t in data["tools"] if server is None or t["server"] == server]
-        return tools, [s for s in servers["servers"] if s["state"] != "ready" and server in (None, s["name"])]
+        return (tools, [s for s in servers["servers"] if s["state"] != "ready" and server in (None, s["name"])],
+                [h for h in held if server is None or h["server"] == server])
+    upstreams = _snapshot(runtime, server)
+    not_ready = [u.describe() for u in upstreams if u.state != "ready"]
+    tools, held = _screened_rows(runtime, upstreams)
+    return tools, not_ready, held
+
+
+def _snapshot(runtime: Runtime, server: str | None) -> list[Any]:
     from mcprelay.config import Config
     from mcprelay.gateway.upstreams.snapshot import snapshot
-    from mcprelay.gateway.upstreams.snapshot import tool_rows as rows_of
 
     config = runtime.loaded.config
     if server is not None:
         config = Config.model_validate({**config.model_dump(by_alias=True), "mcpServers": [
             s.model_dump() for s in config.mcp_servers if s.name == server]})
-    upstreams = anyio.run(lambda: snapshot(config, store=runtime.store, home=runtime.home))
-    not_ready = [u.describe() for u in upstreams if u.state != "ready"]
-    return rows_of(upstreams), not_ready
+    return anyio.run(lambda: snapshot(config, store=runtime.store, home=runtime.home))
+
+
+def _screened_rows(runtime: Runtime, upstreams: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Without a gateway: the snapshot's tools sorted by the pins on disk, as the gateway would sort them."""
+    from mcprelay.gateway.catalog.names import Namespace
+    from mcprelay.gateway.catalog.pinbook import screen_offline
+    from mcprelay.gateway.control.plane import held_row
+
+    mode = runtime.loaded.config.tool_pinning
+    tools: list[dict[str, Any]] = []
+    held: list[dict[str, Any]] = []
+    for upstream in upstreams:
+        ns = Namespace(upstream.name, upstream.config.prefix)
+        screened = screen_offline(runtime.home, upstream.name, upstream.catalog.tools, mode)
+        tools += [{"name": ns.name(t.name), "server": upstream.name, "tool": t.name,
+                   "description": t.description or "", "input_schema": t.input_schema} for t in screened.exposed]
+        held += [held_row(ns.name(h.tool), h) for h in screened.held]
+    return tools, held
 
 
 def _warn_not_ready(not_ready: list[dict[str, Any]]) -> None:
@@ -65,12 +102,12 @@ def list_tools(
     """
     runtime = get_runtime(ctx)
     json_output = runtime.use_json(json_output)
-    tools, not_ready = tool_rows(runtime, server)
+    tools, not_ready, held = tool_rows_and_held(runtime, server)
     if json_output:
-        print_json({"tools": tools, "unavailable": not_ready})
+        print_json({"tools": tools, "held": held, "unavailable": not_ready})
         return
     _warn_not_ready(not_ready)
-    if not tools:
+    if not tools and not held:
         configured = runtime.loaded.config.mcp_servers
         if not configured:
             print("no tools: no servers are configured (`mcprelay upstream add NAME URL`)")
@@ -82,7 +119,15 @@ def list_tools(
     from mcprelay.cli.tables import Column, print_table
 
     print_table([Column("tool", max_width=48), Column("description", wrap=True)],
-                [[t["name"], _first_line(t["description"])] for t in tools])
+                [[t["name"], _first_line(t["description"])] for t in tools]
+                + [[h["name"], f"[held: {h['reason']}] {_first_line(h['description'])}"] for h in held])
+    if held:
+        import sys
+
+        count = f"{len(held)} tool{'s are' if len(held) > 1 else ' is'}"
+        print(f"note: {count} held back from the agent until approved (new, or changed since approved): "
+              "review with `mcprelay tools approve SERVER [TOOL] --dry-run`, then approve without --dry-run",
+              file=sys.stderr)
 
 
 def _first_line(text: str | None) -> str:
@@ -122,3 +167,91 @@ def search(
 
     print_table([Column("score", justify="right"), Column("tool", max_width=48), Column("description", wrap=True)],
                 [[f"{h['score']:.3f}", h["name"], _first_line(h["description"])] for h in hits])
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    server: Annotated[str, typer.Argument(help="The server whose held tools to approve.", metavar="SERVER")],
+    tool: Annotated[str | None, typer.Argument(help="Only this tool (the server's own name for it).",
+                                               metavar="[TOOL]")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be approved; approve nothing.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Let the agent see tools held back because they are new or their definition changed; prints what changed."""
+    runtime = get_runtime(ctx)
+    json_output = runtime.use_json(json_output)
+    config = runtime.loaded.config
+    config.server(server)  # an unknown name is a config error, as everywhere
+    if config.tool_pinning == "off":
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR, "tool pinning is off in the config: no tool is held",
+            suggestion='set "tool_pinning" to "changed" (the default) or "all" to pin tools', server=server,
+        )
+    rows = _approve_through_gateway(runtime, server, tool, dry_run)
+    if rows is None:
+        rows = _approve_directly(runtime, server, tool, dry_run)
+    if json_output:
+        print_json({"server_name": server, "dry_run": dry_run, "approved" if not dry_run else "would_approve": rows})
+        return
+    verb = "would approve" if dry_run else "approved"
+    for row in rows:
+        why = "new" if row["reason"] == "new" else f"changed: {', '.join(row['changed_fields']) or 'definition'}"
+        print(f"{verb} {row['name']} ({why})")
+        for line in row["diff"].splitlines():
+            print(f"    {line}")
+    if not rows:
+        what = f"{server}'s tool {tool!r} is not held: the agent sees it as approved" if tool else (
+            f"no tool of {server} is held")
+        print(f"nothing to approve: {what}")
+    elif not dry_run:
+        print(f"{len(rows)} tool{'s' if len(rows) > 1 else ''} of {server} approved; agents see "
+              f"{'them' if len(rows) > 1 else 'it'} now")
+
+
+def _approve_through_gateway(
+    runtime: Runtime, server: str, tool: str | None, dry_run: bool
+) -> list[dict[str, Any]] | None:
+    """Through the running gateway's REST API (it applies the approval at once); None when none runs."""
+    if dry_run:
+        answer = call_gateway(runtime, "GET", f"/tools/held?server={server}")
+        if answer is None:
+            return None
+        raise_for(*answer, f"the gateway could not list {server}'s held tools")
+        return [row for row in answer[1]["tools"] if tool is None or row["tool"] == tool]
+    answer = call_gateway(runtime, "POST", f"/servers/{server}/tools/approve", {"tool": tool} if tool else {})
+    if answer is None:
+        return None
+    raise_for(*answer, f"the gateway could not approve {server}'s tools")
+    return list(answer[1]["approved"])
+
+
+def _approve_directly(runtime: Runtime, server: str, tool: str | None, dry_run: bool) -> list[dict[str, Any]]:
+    """No gateway with a listener runs: connect to the server once, compare with the pins on disk, write them."""
+    from mcprelay.gateway.catalog.names import Namespace
+    from mcprelay.gateway.catalog.pinbook import approve_offline, screen_offline
+    from mcprelay.gateway.control.plane import held_row
+
+    (upstream,) = _snapshot(runtime, server)
+    if upstream.state != "ready":
+        error = upstream.last_error
+        raise McpRelayError(
+            ErrorType.UPSTREAM_ERROR,
+            f"{server} is {upstream.state}, so what it offers now cannot be compared with what was approved"
+            + (f": {error.message}" if error else ""),
+            suggestion=error.suggestion if error and error.suggestion else "see `mcprelay upstream list`",
+            server=server,
+        )
+    screened = screen_offline(runtime.home, server, upstream.catalog.tools, runtime.loaded.config.tool_pinning)
+    held = [h for h in screened.held if tool is None or h.tool == tool]
+    if tool is not None and not held and tool not in {t.name for t in upstream.catalog.tools}:
+        raise McpRelayError(
+            ErrorType.USAGE_ERROR, f"{server} offers no tool {tool!r}",
+            suggestion=f"see what {server} offers and what is held: `mcprelay tools list --server {server}`",
+            server=server,
+        )
+    ns = Namespace(server, upstream.config.prefix)
+    rows = [held_row(ns.name(h.tool), h) for h in held]
+    if held and not dry_run:
+        approve_offline(runtime.home, server, [h.offered for h in held])
+    return rows

@@ -121,7 +121,8 @@ async def serve_http(
             config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
             server = Server(config)
             write_runfile(home, url, config=loaded.path)
-            print(f"mcprelay: serving MCP at {url}/mcp (REST API at {url}{API_PREFIX})", file=sys.stderr, flush=True)
+            print(f"mcprelay: serving MCP at {url}/mcp (REST API at {url}{API_PREFIX}; the page: `mcprelay ui`)",
+                  file=sys.stderr, flush=True)
             if api_key is None:
                 print(
                     f"mcprelay: warning: owner_only is false and no api_key is set: every user of this machine "
@@ -138,6 +139,7 @@ async def serve_http(
 
                         async def stop_when_asked() -> None:
                             await stop.wait()
+                            running.control.closing.set()  # the page's event streams end, not after 2 s
                             server.should_exit = True
 
                         tg.start_soon(stop_when_asked)

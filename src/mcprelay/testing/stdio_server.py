@@ -3,6 +3,8 @@
 It offers a tool, a resource and a prompt so the gateway's name and URI mapping can be seen end to
 end, and writes a line to stderr at start so the upstream log capture has something to capture.
 ``MCPRELAY_TEST_TOOL_PREFIX`` renames its tools, which lets a test run two distinguishable copies.
+For pinned tools (a server that changes under the agent): ``MCPRELAY_TEST_ECHO_DESCRIPTION`` replaces
+the description of ``echo``, and ``MCPRELAY_TEST_EXTRA_TOOL=1`` adds a tool ``wipe``.
 
 ``pid`` reports the process id so a test can kill the process and watch the gateway reconnect, and
 ``sleep``/``sleep_stats`` count overlapping calls so a test can show that the gateway forwards calls
@@ -23,10 +25,17 @@ def build() -> MCPServer[Any]:
     prefix = os.environ.get("MCPRELAY_TEST_TOOL_PREFIX", "")
     server: MCPServer[Any] = MCPServer("mcprelay-stdio-test", version="0.1.0", log_level="WARNING")
 
-    @server.tool(name=f"{prefix}echo")
+    @server.tool(name=f"{prefix}echo", description=os.environ.get("MCPRELAY_TEST_ECHO_DESCRIPTION") or None)
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
+
+    if os.environ.get("MCPRELAY_TEST_EXTRA_TOOL"):
+
+        @server.tool(name=f"{prefix}wipe")
+        def wipe(path: str) -> str:
+            """Delete everything under a path (a test tool: it deletes nothing)."""
+            return f"pretended to wipe {path}"
 
     @server.tool(name=f"{prefix}upper")
     def upper(text: str) -> str:

@@ -33,6 +33,8 @@ from mcprelay.config import Config, LoadedConfig, ServerConfig
 from mcprelay.errors import ErrorType, McpRelayError
 from mcprelay.gateway.catalog.names import SEPARATOR, Namespace, split_name, split_uri
 from mcprelay.gateway.catalog.origin import LOG_LEVELS
+from mcprelay.gateway.catalog.pinbook import PinBook, held_error
+from mcprelay.gateway.catalog.pins import Held
 from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv, UpstreamHooks
 from mcprelay.store.base import TokenStore
 
@@ -70,6 +72,8 @@ class _Catalog:
     templates: list[types.ResourceTemplate] = field(default_factory=list)
     #: Unprefixed upstreams' templates, for resolving a URI none of them listed.
     own_templates: list[tuple[UriTemplate, Upstream]] = field(default_factory=list)
+    #: Tools held back until a person approves them (pins.py), by the name they would be exposed under.
+    held: dict[str, Held] = field(default_factory=dict)
 
 
 class Gateway:
@@ -108,6 +112,7 @@ class Gateway:
         self._tg: TaskGroup | None = None
         self._log_levels: dict[object, str] = {}  # downstream session → the level it asked for
         self._namespaces: dict[str, Namespace] = {}
+        self.pins = PinBook(home, lambda: self.config.tool_pinning, self._mark_changed)
 
     @property
     def config(self) -> Config:
@@ -129,6 +134,7 @@ class Gateway:
             for server in self.config.mcp_servers:
                 self._start(server)
             tg.start_soon(self._broadcast_changes)
+            tg.start_soon(self.pins.run)
             task_status.started()
             try:
                 await anyio.sleep_forever()
@@ -163,7 +169,8 @@ class Gateway:
         """Adopt a new config without a restart: add, remove and restart the servers that changed."""
         old = {s.name: s for s in self.config.mcp_servers}
         new = {s.name: s for s in loaded.config.mcp_servers}
-        mode_changed = loaded.config.routing_mode != self.config.routing_mode
+        mode_changed = (loaded.config.routing_mode, loaded.config.tool_pinning) != (
+            self.config.routing_mode, self.config.tool_pinning)
         old_store = self.config.token_store
         self.loaded = loaded
         dropped = False
@@ -240,7 +247,7 @@ class Gateway:
             row = {
                 "name": name, "url": server.url or None, "transport": server.transport,
                 "enabled": server.enabled, "state": "disabled" if not server.enabled else "connecting",
-                "auth_state": "unknown", "tool_count": 0, "last_error": None,
+                "auth_state": "unknown", "tool_count": 0, "last_error": None, "expires_at": None,
             }
         if row["transport"] == "http":
             row["transport"] = "streamable-http"
@@ -303,7 +310,10 @@ class Gateway:
         catalog = _Catalog(version=self.version)
         for upstream in self._ready():
             ns = self.namespace(upstream)
-            for tool in upstream.catalog.tools:
+            screened = self.pins.screen(upstream.name, upstream.catalog.tools)
+            for held in screened.held:
+                catalog.held.setdefault(ns.name(held.tool), held)
+            for tool in screened.exposed:
                 name = ns.name(tool.name)
                 if name in catalog.tool_map:
                     _shadowed(upstream, "tool", name, catalog.tool_map[name].upstream)
@@ -353,9 +363,13 @@ class Gateway:
 
     def route_tool(self, name: str, request_id: str) -> tuple[Upstream, str]:
         """The upstream serving the exposed tool ``name``, and the tool's own name there."""
-        routed = self.catalog().tool_map.get(name)
+        catalog = self.catalog()
+        routed = catalog.tool_map.get(name)
         if routed is not None:
             return routed.upstream, routed.tool.name
+        held = catalog.held.get(name)
+        if held is not None:
+            raise held_error(held, name, request_id)
         return self._route_by_prefix(name, request_id, "tool")
 
     def route_prompt(self, name: str, request_id: str) -> tuple[Upstream, str]:

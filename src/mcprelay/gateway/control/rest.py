@@ -12,7 +12,14 @@ Status codes, and why:
   ``GET /tools?server=``): the same error type the
   CLI gives for an unknown ``--server``, so scripts handle both alike. Unknown paths under
   ``/api/v1`` are ``404`` with ``usage_error``; a known path with a wrong method is ``405``.
-* ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000).
+* ``400`` with ``usage_error`` for bad query parameters (``limit`` not an integer in 1..1000, a search
+  without ``q``) or a bad request body.
+* ``POST /servers/{name}/tools/approve`` approves held tools (pinned tools, ``pins.py``): ``200`` with
+  what was approved; ``404`` for a tool the server does not offer; ``409`` when the definition changed
+  again since the caller saw it (``hash`` given and no longer the offered one) or pinning is off.
+* ``GET /events`` is a stream of server-sent events (``text/event-stream``) for the web page: one
+  ``state`` event at once and another whenever the servers, the held tools, the catalogue or the
+  activity log changed.
 * ``POST /servers/{name}/login`` answers ``202``: the login has started, and finishes when the user
   completes it in the browser. Its failures are ``409`` when the gateway's own configuration or
   state prevents a login (no client id, stdio server, callback port taken, a login already running),
@@ -26,13 +33,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Match, Route
 
 from mcprelay.activity import ActivityLog
@@ -43,6 +52,10 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+MAX_SEARCH_LIMIT = 50
+#: How often the event stream compares the gateway's state with what it last sent (in memory, no I/O).
+EVENTS_INTERVAL = 0.25
+EVENTS_KEEPALIVE = 15.0
 
 
 class GatewayControl(Protocol):
@@ -69,6 +82,25 @@ class GatewayControl(Protocol):
     def restart_upstream(self, name: str) -> dict[str, Any]:
         """Reconnect one upstream from scratch; returns ``restarted`` and the new ``state``."""
         ...
+
+    def search_tools(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """The exposed tools ranked for ``query`` (the index behind ``retrieve_tools``), with ``score``."""
+        ...
+
+    def held_tools(self, server: str | None = None) -> list[dict[str, Any]]:
+        """Tools held back from the agent: reason, offered and approved definitions and hashes, the diff."""
+        ...
+
+    async def approve_tools(self, server: str, tool: str | None = None, digest: str | None = None) -> dict[str, Any]:
+        """Approve held tools of ``server`` (all, or ``tool``; ``digest``: only if still that definition)."""
+        ...
+
+    def live_state(self) -> dict[str, Any]:
+        """What the page shows that can change (compared for the event stream; from memory only)."""
+        ...
+
+    #: Set when the gateway is shutting down: open event streams end so the listener can stop at once.
+    closing: anyio.Event
 
 
 _LOGIN_STATUS: dict[ErrorType, int] = {
@@ -158,6 +190,27 @@ def _parse_kind(raw: str | None) -> str | None:
         raise _usage(f"kind must be one of {', '.join(KINDS)}, not {raw[:40]!r}",
                      "pass ?kind=tool_call, login or refresh, or leave it out", parameter="kind")
     return raw
+MAX_BODY = 64 * 1024
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """An optional JSON object body (empty: ``{}``), at most 64 KiB."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _usage(f"the request body is larger than {MAX_BODY} bytes", "send a small JSON object")
+    if not body.strip():
+        return {}
+    from mcprelay import safejson
+
+    try:
+        data = safejson.loads(body)
+    except ValueError:  # JsonRejected included: too deep, not UTF-8, NaN, a number out of range
+        data = None
+    if not isinstance(data, dict):
+        raise _usage("the request body must be a JSON object", 'send e.g. {"tool": "echo"}, or no body')
+    return data
 
 
 def rest_routes(control: GatewayControl) -> list[BaseRoute]:
@@ -214,6 +267,60 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         records = await anyio.to_thread.run_sync(query)
         return json_response({"success": True, "activity": [r.to_dict() for r in records]})
 
+    async def search_tools(request: Request) -> Response:
+        params = request.query_params
+        query = params.get("q", "")
+        if not query.strip():
+            raise _usage("a search needs words: pass ?q=WORDS", f"e.g. {API_PREFIX}/tools/search?q=create+issue",
+                         parameter="q")
+        limit = _parse_limit(params.get("limit") or "10")
+        limit = min(limit, MAX_SEARCH_LIMIT)
+        return json_response({"success": True, "query": query, "results": control.search_tools(query, limit)})
+
+    async def held_tools(request: Request) -> Response:
+        server = request.query_params.get("server") or None
+        if server is not None and control.get_server(server) is None:
+            return error_response(_unknown_server(server), 404)
+        return json_response({"success": True, "tools": control.held_tools(server)})
+
+    async def approve_tools(request: Request) -> Response:
+        name = request.path_params["name"]
+        if control.get_server(name) is None:
+            return error_response(_unknown_server(name), 404)
+        body = await _json_body(request)
+        tool, digest = body.get("tool"), body.get("hash")
+        if not isinstance(tool, str | None) or not isinstance(digest, str | None):
+            raise _usage("tool and hash must be strings when given", 'send e.g. {"tool": "echo", "hash": "sha256:…"}')
+        try:
+            approved = await control.approve_tools(name, tool, digest)
+        except McpRelayError as exc:
+            exc.with_context(server=name)
+            reason = exc.details.get("reason")
+            return error_response(exc, 404 if reason == "unknown_tool" else 409)
+        return json_response({"success": True, **approved})
+
+    async def events(request: Request) -> Response:
+        closing = control.closing
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"retry: 2000\n\n"
+            last: Any = None
+            quiet_since = time.monotonic()
+            while not closing.is_set():
+                state = control.live_state()
+                if state != last:
+                    last = state
+                    quiet_since = time.monotonic()
+                    yield b"event: state\ndata: " + json.dumps(state, default=str).encode() + b"\n\n"
+                elif time.monotonic() - quiet_since > EVENTS_KEEPALIVE:
+                    quiet_since = time.monotonic()
+                    yield b": still here\n\n"
+                with anyio.move_on_after(EVENTS_INTERVAL):
+                    await closing.wait()
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     async def openapi(request: Request) -> Response:
         return json_response(OPENAPI_DOCUMENT)
 
@@ -222,7 +329,11 @@ def rest_routes(control: GatewayControl) -> list[BaseRoute]:
         Route("/servers/{name}", _guarded(get_server), methods=["GET"], name="api_server"),
         Route("/servers/{name}/login", _guarded(start_login), methods=["POST"], name="api_server_login"),
         Route("/servers/{name}/restart", _guarded(restart_server), methods=["POST"], name="api_server_restart"),
+        Route("/servers/{name}/tools/approve", _guarded(approve_tools), methods=["POST"], name="api_approve_tools"),
         Route("/tools", _guarded(list_tools), methods=["GET"], name="api_tools"),
+        Route("/tools/search", _guarded(search_tools), methods=["GET"], name="api_tools_search"),
+        Route("/tools/held", _guarded(held_tools), methods=["GET"], name="api_tools_held"),
+        Route("/events", _guarded(events), methods=["GET"], name="api_events"),
         Route("/activity", _guarded(list_activity), methods=["GET"], name="api_activity"),
         Route("/openapi.json", _guarded(openapi), methods=["GET"], name="api_openapi"),
     ]
@@ -283,8 +394,9 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
         "title": "mcprelay gateway API",
         "version": "1.0.0",
         "description": (
-            "Server state, logins and the activity log of a running `mcprelay serve`. Every failure is an "
-            "OAuthFlowError. When the gateway has an API key, every request needs `Authorization: Bearer KEY`."
+            "Server state, logins, tools (search, held tools and their approval) and the activity log of a running "
+            "`mcprelay serve`. Every failure is an OAuthFlowError. Every request needs `Authorization: Bearer KEY` "
+            "(the config's api_key, else the home's owner key) or, from the web page, its browser session."
         ),
     },
     "servers": [{"url": API_PREFIX}],
@@ -448,6 +560,140 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/servers/{name}/tools/approve": {
+            "post": {
+                "operationId": "approveTools",
+                "summary": "Approve held tools of a server (pinned tools): the agent sees them from now on.",
+                "parameters": [_NAME_PARAMETER],
+                "requestBody": {
+                    "required": False,
+                    "description": "Without a body (or without `tool`), every held tool of the server is approved.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {
+                            "tool": {"type": "string", "description": "Only this tool (the server's own name)."},
+                            "hash": {"type": "string", "description": (
+                                "Approve only if the offered definition still has this hash (as GET /tools/held "
+                                "showed it); otherwise 409.")},
+                        },
+                    }}},
+                },
+                "responses": {
+                    "200": _ok("What was approved (empty when nothing was held).", {
+                        "type": "object",
+                        "required": ["success", "server_name", "approved"],
+                        "properties": {
+                            "success": {"const": True},
+                            "server_name": {"type": "string"},
+                            "approved": {"type": "array", "items": {"$ref": "#/components/schemas/HeldTool"}},
+                        },
+                    }),
+                    "400": _error_response("The body is not a JSON object with string fields (usage_error)."),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": _error_response("No such server (config_invalid), or the server offers no such tool "
+                                           "(usage_error, details.reason unknown_tool)."),
+                    "409": _error_response("The definition changed again since it was shown (details.reason "
+                                           "definition_changed), or tool_pinning is off (usage_error)."),
+                },
+            }
+        },
+        "/tools/search": {
+            "get": {
+                "operationId": "searchTools",
+                "summary": "The exposed tools ranked for a query, by the index behind retrieve_tools (BM25).",
+                "parameters": [
+                    {"name": "q", "in": "query", "required": True, "description": "What you want to do, in words.",
+                     "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "required": False, "description": "At most this many results.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT, "default": 10}},
+                ],
+                "responses": {
+                    "200": _ok("The best matches first; tools that match no word are left out.", {
+                        "type": "object",
+                        "required": ["success", "query", "results"],
+                        "properties": {
+                            "success": {"const": True},
+                            "query": {"type": "string"},
+                            "results": {"type": "array", "items": {"allOf": [
+                                {"$ref": "#/components/schemas/Tool"},
+                                {"type": "object", "required": ["score"], "properties": {"score": {"type": "number"}}},
+                            ]}},
+                        },
+                    }),
+                    "400": _error_response("No query words, or a bad limit (usage_error)."),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/tools/held": {
+            "get": {
+                "operationId": "listHeldTools",
+                "summary": "Tools held back from the agent because they are new or changed since approved.",
+                "parameters": [{"name": "server", "in": "query", "required": False,
+                                "description": "Only this server's held tools.", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("The held tools, with what changed.", {
+                        "type": "object",
+                        "required": ["success", "tools"],
+                        "properties": {
+                            "success": {"const": True},
+                            "tools": {"type": "array", "items": {"$ref": "#/components/schemas/HeldTool"}},
+                        },
+                    }),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/UnknownServer"},
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "Server-sent events for the web page: a `state` event now and on every change.",
+                "description": (
+                    "Each `state` event's data is a LiveState. The stream sends a comment every 15 s when nothing "
+                    "changed, and ends when the gateway shuts down (reconnect after the `retry` time)."
+                ),
+                "responses": {
+                    "200": {"description": "An event stream.", "content": {"text/event-stream": {
+                        "schema": {"type": "string"}, "x-event-data": {"$ref": "#/components/schemas/LiveState"}}}},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                },
+            }
+        },
+        "/ui/links": {
+            "post": {
+                "operationId": "mintPageLink",
+                "summary": "A one-time link that opens the web page (what `mcprelay ui` opens). Needs the key itself.",
+                "description": (
+                    "The link (`/ui/open#t=TOKEN`) works once, within `expires_at`; opening it gives that browser a "
+                    "session (an HttpOnly SameSite=Strict cookie and a header secret) for /ui and this API. "
+                    "A browser session cannot mint links (403)."
+                ),
+                "responses": {
+                    "201": _ok("The link.", {"$ref": "#/components/schemas/PageLink"}),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": _error_response("Asked with a browser session instead of the key (usage_error)."),
+                },
+            }
+        },
+        "/ui/links/{link_id}": {
+            "get": {
+                "operationId": "getPageLink",
+                "summary": "Whether a one-time link was used yet (`mcprelay ui` waits for it). Needs the key.",
+                "parameters": [{"name": "link_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _ok("Its state.", {
+                        "type": "object",
+                        "required": ["success", "used", "expired", "expires_in"],
+                        "properties": {"success": {"const": True}, "used": {"type": "boolean"},
+                                       "expired": {"type": "boolean"}, "expires_in": {"type": "number"}},
+                    }),
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": _error_response("Asked with a browser session instead of the key (usage_error)."),
+                    "404": _error_response("No such link, or forgotten after it expired (usage_error)."),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
@@ -487,6 +733,53 @@ OPENAPI_DOCUMENT: dict[str, Any] = {
                         "description": "The last failure, in OAuthFlowError shape, or null.",
                         "oneOf": [{"$ref": "#/components/schemas/OAuthFlowError"}, {"type": "null"}],
                     },
+                    "expires_at": {"type": ["number", "null"], "description": (
+                        "When the access token of the live session expires (seconds since the epoch); null without "
+                        "one.")},
+                    "held_count": {"type": "integer", "minimum": 0,
+                                   "description": "Tools of this server held back from the agent (pinned tools)."},
+                },
+            },
+            "HeldTool": {
+                "type": "object",
+                "required": ["name", "server", "tool", "reason", "hash", "definition", "approved_hash",
+                             "approved_definition", "changed_fields", "diff", "description"],
+                "properties": {
+                    "name": {"type": "string", "description": "The gateway's name for it once approved."},
+                    "server": {"type": "string"},
+                    "tool": {"type": "string", "description": "The upstream's own name for it."},
+                    "reason": {"type": "string", "enum": ["new", "changed"]},
+                    "hash": {"type": "string", "description": "sha256:HEX of the offered definition."},
+                    "definition": {"type": "object", "description": (
+                        "What is pinned: name, title, description, inputSchema, outputSchema, annotations.")},
+                    "approved_hash": _NULLABLE_STRING,
+                    "approved_definition": {"type": ["object", "null"]},
+                    "approved_at": {"type": ["number", "null"]},
+                    "changed_fields": {"type": "array", "items": {"type": "string"}},
+                    "diff": {"type": "string", "description": "A unified diff, approved → offered now."},
+                    "description": {"type": "string"},
+                },
+            },
+            "LiveState": {
+                "type": "object",
+                "required": ["version", "servers", "held", "activity", "tool_pinning"],
+                "properties": {
+                    "version": {"type": "integer", "description": "Changes whenever the catalogue may have changed."},
+                    "servers": {"type": "array", "items": {"$ref": "#/components/schemas/Server"}},
+                    "held": {"type": "integer", "minimum": 0},
+                    "activity": {"type": "integer", "description": "Changes when a call was recorded."},
+                    "tool_pinning": {"type": "string", "enum": ["off", "changed", "all"]},
+                },
+            },
+            "PageLink": {
+                "type": "object",
+                "required": ["success", "link_id", "url", "expires_at", "page"],
+                "properties": {
+                    "success": {"const": True},
+                    "link_id": {"type": "string"},
+                    "url": {"type": "string", "format": "uri"},
+                    "expires_at": {"type": "number"},
+                    "page": {"type": "string", "format": "uri"},
                 },
             },
             "Tool": {

@@ -1,4 +1,4 @@
-"""The agent's HTTP door: streamable HTTP at ``/mcp`` and the REST API at ``/api/v1``, behind the guard.
+"""The HTTP door: streamable HTTP at ``/mcp``, the REST API at ``/api/v1`` and the page at ``/ui``, behind the guard.
 
 ``build_http_app`` assembles the routes (the tool-call fast path in front of the SDK's endpoint);
 ``bind`` opens the listening socket before the server starts, so port 0 works and the real port is
@@ -24,7 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.control.health import health_routes
 from mcprelay.gateway.control.rest import API_PREFIX, GatewayControl, rest_routes
+from mcprelay.gateway.control.webui import page_routes
 from mcprelay.gateway.serving import framing
+from mcprelay.gateway.serving.browsersession import BrowserSessions
 from mcprelay.gateway.serving.fastpath import HttpFastPath
 from mcprelay.gateway.serving.security import guard
 from mcprelay.gateway.serving.server import Downstream
@@ -49,9 +51,11 @@ def build_http_app(
 ) -> tuple[ASGIApp, Any]:
     """The guarded Starlette app and the session manager whose ``run()`` must wrap serving."""
     manager = StreamableHTTPSessionManager(app=downstream.server, session_idle_timeout=session_idle_timeout)
+    sessions = BrowserSessions(port)
     routes: list[BaseRoute] = [
         Route("/mcp", FramedPost(HttpFastPath(StreamableHTTPASGIApp(manager), manager, downstream)
                                  if downstream.gateway.config.fast_path else StreamableHTTPASGIApp(manager))),
+        *page_routes(sessions),
         Mount(API_PREFIX, routes=rest_routes(control)),
         *health_routes(downstream.gateway.store),
     ]
@@ -62,7 +66,7 @@ def build_http_app(
             yield
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    return guard(app, host=host, port=port, api_key=api_key), manager
+    return guard(app, host=host, port=port, api_key=api_key, sessions=sessions), manager
 
 
 class FramedPost:

@@ -19,6 +19,11 @@ the machine, so loopback alone proves nothing about who is asking. Only ``owner_
 no ``api_key``) leaves a loopback listener without a key; listening beyond loopback without an
 ``api_key`` is refused at start-up by :func:`require_api_key_for`.
 
+A person's browser cannot send the key (and must never see it): the page at ``/ui`` and the REST calls it
+makes pass instead on a browser session opened by a one-time link (``browsersession.py``) — never
+``/mcp``, and never the endpoint that mints links. The request's ``scope`` says which admitted it
+(``scope["mcprelay.auth"]``: ``key``, ``session``, ``page``, ``link`` or ``open``).
+
 Refusals under ``/mcp`` get a JSON-RPC error body (what MCP clients parse); everything else gets the
 contract's error JSON with ``error_type: usage_error`` and ``details.reason``. The key and the
 ``Authorization`` header are never logged.
@@ -37,6 +42,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
+from mcprelay.gateway.serving.browsersession import CSRF_HEADER, PAGE_PREFIX, BrowserSessions
 
 log = logging.getLogger(__name__)
 
@@ -132,23 +138,36 @@ def _bearer(value: str | None) -> bytes | None:
     return token.strip().encode("latin-1")  # the header's raw bytes back; the key compares as UTF-8
 
 
+AUTH_SCOPE_KEY = "mcprelay.auth"
+
+
 class _Guard:
-    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, api_key: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, hosts: frozenset[str] | None, api_key: str | None, sessions: BrowserSessions | None
+    ) -> None:
         self.app = app
         self.hosts = hosts
         self.key = api_key.encode("utf-8") if api_key else None
+        self.sessions = sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in {"http", "websocket"}:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
+        path = str(scope.get("path", ""))
         refusal = self._check(headers)
+        if refusal is not None and refusal[0] == 401 and refusal[1] == "api_key_missing" and self.sessions is not None:
+            admitted = self.sessions.admit(str(scope.get("method", "GET")), path, headers)
+            if admitted is not None:
+                refusal = None
+                scope[AUTH_SCOPE_KEY] = admitted
+        elif refusal is None:
+            scope[AUTH_SCOPE_KEY] = "key" if self.key is not None else "open"
         if refusal is None:
             await self.app(scope, receive, send)
             return
         status, reason, message = refusal
-        path = str(scope.get("path", ""))
         log.warning(
             "refused %s %s: %s (host=%r origin=%r)",
             scope.get("method", "WEBSOCKET"),
@@ -181,7 +200,7 @@ class _Guard:
 
 def _headers(scope: Scope) -> dict[str, str]:
     """The headers we check, decoded; a repeated Host/Origin/Authorization is kept as its first value."""
-    wanted = {b"host", b"origin", b"authorization"}
+    wanted = {b"host", b"origin", b"authorization", b"cookie", b"sec-fetch-site", CSRF_HEADER.encode()}
     found: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", []):
         name = bytes(raw_name).lower()
@@ -198,6 +217,9 @@ async def _refuse(send: Send, path: str, status: int, reason: str, message: str)
         else "connect to the gateway by its own address (e.g. http://127.0.0.1:PORT) and not from a web page"
     )
     body: dict[str, Any]
+    if status == 401 and (path == PAGE_PREFIX or path.startswith(PAGE_PREFIX + "/")):
+        await _refuse_page(send, status)
+        return
     if path == "/mcp" or path.startswith("/mcp/"):
         body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": f"{message} ({reason})"}}
     else:
@@ -211,10 +233,32 @@ async def _refuse(send: Send, path: str, status: int, reason: str, message: str)
     await send({"type": "http.response.body", "body": payload})
 
 
-def guard(app: ASGIApp, *, host: str, port: int, api_key: str | None, extra_hosts: Iterable[str] = ()) -> ASGIApp:
+_PAGE_REFUSED = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mcprelay: open the page with mcprelay ui</title></head>
+<body><main><h1>This page needs a session</h1>
+<p>The gateway's page opens through a one-time link. Run <code>mcprelay ui</code> in a terminal (with the same
+<code>--home</code> as the gateway): it opens the page in your browser.</p></main></body></html>
+"""
+
+
+async def _refuse_page(send: Send, status: int) -> None:
+    """A person who opened ``/ui`` without a session gets a page that says what to run, not JSON."""
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(_PAGE_REFUSED)).encode()),
+               (b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer"),
+               (b"content-security-policy", b"default-src 'none'"), (b"www-authenticate", b"Bearer")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": _PAGE_REFUSED})
+
+
+def guard(
+    app: ASGIApp, *, host: str, port: int, api_key: str | None, extra_hosts: Iterable[str] = (),
+    sessions: BrowserSessions | None = None,
+) -> ASGIApp:
     """Wrap the gateway's ASGI app with the Host/Origin checks and, when ``api_key`` is set, the key check.
 
     ``host``/``port`` are what the listener is bound to; ``extra_hosts`` are further names the
     gateway is reached by (e.g. behind a reverse proxy) and are accepted with the same port.
+    ``sessions``: the browser sessions that may stand in for the key on the page and its REST calls.
     """
-    return _Guard(app, allowed_hosts(host, port, extra_hosts), api_key or None)
+    return _Guard(app, allowed_hosts(host, port, extra_hosts), api_key or None, sessions)

@@ -220,7 +220,13 @@ class Upstream:
             "auth_state": self.auth_state,
             "tool_count": len(self.catalog.tools),
             "last_error": self.last_error.to_dict() if self.last_error else None,
+            "expires_at": self.token_expiry(),
         }
+
+    def token_expiry(self) -> float | None:
+        """When the access token of the live session expires (seconds since the epoch); None without one."""
+        grant = self._auth.manager.grant if self._auth is not None else None
+        return grant.tokens.expires_at if grant is not None else None
 
     # ------------------------------------------------------------------ lifecycle
 
