@@ -33,17 +33,20 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, cap
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     # With a free-text column the table takes the whole width, and that column the room left over.
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=caption, caption_justify="left",
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  caption=Text(caption) if caption else None, caption_justify="left",
                   highlight=False, expand=any(c.wrap for c in columns))
     for column in columns:
         table.add_column(
-            column.header, justify=column.justify,  # type: ignore[arg-type]
+            Text(column.header), justify=column.justify,  # type: ignore[arg-type]
             no_wrap=not column.wrap, overflow="fold" if column.wrap else "ellipsis",
             max_width=column.max_width, ratio=1 if column.wrap else None,
             min_width=12 if column.wrap else None,
         )
+    # Cells are text, never markup: a server's description may hold "[bold]" or "[held: new]".
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     Console(width=width(), highlight=False, soft_wrap=False).print(table)

@@ -20,7 +20,7 @@ from mcprelay.cli.runtime import Runtime, get_runtime, print_json
 from mcprelay.cli.upstream import gateway_get
 from mcprelay.errors import ErrorType, McpRelayError
 
-app = new_app("Tools the upstream servers offer, and the held ones a person approves.")
+app = new_app("Tools the upstream servers offer; approve held ones.")
 
 
 def tool_rows(runtime: Runtime, server: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -174,11 +174,16 @@ def approve(
     ctx: typer.Context,
     server: Annotated[str, typer.Argument(help="The server whose held tools to approve.", metavar="SERVER")],
     tool: Annotated[str | None, typer.Argument(help="Only this tool (the server's own name for it).",
-                                               metavar="[TOOL]")] = None,
+                                               metavar="TOOL")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be approved; approve nothing.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Let the agent see tools held back because they are new or their definition changed; prints what changed."""
+    """Let the agent see held tools (new, or changed since approved).
+
+    Prints what changed. Without TOOL, every held tool of SERVER is approved. Through the running
+    gateway when one listens (it applies the approval at once), else by connecting to the server
+    once and writing the pins.
+    """
     runtime = get_runtime(ctx)
     json_output = runtime.use_json(json_output)
     config = runtime.loaded.config

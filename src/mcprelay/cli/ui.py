@@ -37,7 +37,10 @@ def ui(
         bool, typer.Option("--no-browser", help="Print the one-time link instead of opening a browser.")
     ] = False,
 ) -> None:
-    """Open the gateway's web page (servers, logins, tools, held tools, activity) in the browser."""
+    """Open the gateway's web page: servers, logins, tools, activity.
+
+    The page shows every server, its login and tools, the held tools and the activity log, live.
+    """
     runtime = get_runtime(ctx)
     base = running_gateway(runtime)
     answer = call_gateway(runtime, "POST", "/ui/links", base=base) if base else None
