@@ -165,3 +165,23 @@ async def test_pinning_off_holds_nothing(tmp_path: Path) -> None:
     refused = mcprelay(home, config, "tools", "approve", "files")
     assert refused.returncode == 2 and "tool pinning is off" in refused.stderr
     assert not (home / "pins").exists()
+
+
+async def test_a_server_is_pinned_when_the_gateway_first_sees_it_not_when_an_agent_first_lists(tmp_path: Path) -> None:
+    """A server that changes before any agent has listed is still held: the sighting is the connection's."""
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"files": stdio_server()})
+    async with http_gateway(home, config) as base, api_client(base, home, timeout=30) as api:
+        pin_file = home / "pins" / "files.json"
+        with anyio.fail_after(20):  # nobody lists: the gateway pins on its own once the server is ready
+            while not pin_file.exists():
+                await anyio.sleep(0.05)
+        assert json.loads(pin_file.read_text())["tools"]["echo"]["how"] == "first_seen"
+        write_config(config, {"files": changed_server()})
+        with anyio.fail_after(20):
+            while True:
+                held = {h["name"]: h["reason"] for h in (await api.get("/tools/held")).json()["tools"]}
+                if held:
+                    break
+                await anyio.sleep(0.1)
+        assert held == {"files__echo": "changed", "files__wipe": "new"}

@@ -8,7 +8,9 @@ terminal is laid out for ``COLUMNS`` when it is set, else 160 columns: scripts s
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,4 +51,8 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *, cap
     # Cells are text, never markup: a server's description may hold "[bold]" or "[held: new]".
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    Console(width=width(), highlight=False, soft_wrap=False).print(table)
+    # Rendered to text first so that padding a free-text column adds is not left at the ends of lines.
+    buffer = io.StringIO()
+    Console(file=buffer, width=width() or shutil.get_terminal_size().columns, highlight=False,
+            soft_wrap=False).print(table)
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))

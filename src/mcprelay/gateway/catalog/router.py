@@ -225,6 +225,12 @@ class Gateway:
             await self._changed.wait()
             await anyio.sleep(0.05)
             self._changed = anyio.Event()
+            # Build the catalogue now, not at the next listing: screening pins what a server offers the
+            # moment the gateway sees it, so a server that changes before any agent lists is still held.
+            try:
+                self.catalog()
+            except Exception:
+                logger.exception("building the catalogue failed")
             for listener in list(self._listeners):
                 try:
                     await listener()
