@@ -214,9 +214,15 @@ async def test_the_page_shows_servers_live_logs_in_searches_filters_and_approves
             while await rows.count() < 3:
                 await anyio.sleep(0.1)
         await page.select_option("#activity-server", "remote")
-        with anyio.fail_after(10):
-            while await rows.count() != 1 or "remote" not in await rows.first.inner_text():
+        listed: list[str] = []
+        with anyio.move_on_after(10):  # remote's tool call, and the login made from the page above
+            while len(listed) != 2 or not all("remote" in row for row in listed):
                 await anyio.sleep(0.1)
+                listed = [await row.inner_text() for row in await rows.all()]
+        assert len(listed) == 2 and all("remote" in row for row in listed), listed
+        listed = [await row.inner_text() for row in await rows.all()]
+        assert any("echo" in row for row in listed), listed
+        assert any("login (authorization_code)" in row for row in listed), listed
         await page.get_by_role("button", name="Clear").click()
         with anyio.fail_after(10):
             while await rows.count() < 3:

@@ -345,6 +345,12 @@ async function search(event) {
 
 // ------------------------------------------------------------------ activity
 
+// A tool call shows its tool; a login or refresh says so, with the grant it used (as `activity list` does).
+function activityWhat(r) {
+  if (!r.kind || r.kind === 'tool_call') return r.tool;
+  return r.tool ? `${r.kind} (${r.tool})` : r.kind;
+}
+
 async function refreshActivity() {
   const server = document.getElementById('activity-server').value;
   const requestId = document.getElementById('activity-request').value.trim();
@@ -362,7 +368,7 @@ async function refreshActivity() {
   body.replaceChildren(...rows.map((r) => h('tr', { 'data-request-id': r.request_id },
     h('td', { 'data-label': 'When' }, new Date(r.started_at * 1000).toLocaleTimeString()),
     h('td', { 'data-label': 'Server' }, r.server),
-    h('td', { 'data-label': 'Tool', class: 'mono' }, r.tool),
+    h('td', { 'data-label': 'What', class: 'mono' }, activityWhat(r)),
     h('td', { 'data-label': 'Status' }, h('span', { class: `badge ${r.status === 'ok' ? 'ok' : 'bad'}` },
       r.error_type ? `${r.status} (${r.error_type})` : r.status)),
     h('td', { 'data-label': 'Time', class: 'num' }, `${r.duration_ms.toFixed(1)} ms`),
