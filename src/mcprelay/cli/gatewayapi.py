@@ -1,4 +1,4 @@
-"""Asking the gateway running for this home through its REST API, with any method (``ui``, ``tools approve``).
+"""Asking the gateway running for this home through its REST API (``upstream``, ``tools``, ``ui``).
 
 The gateway publishes its URL in ``<home>/state/gateway.json`` (``control/runfile.py``); the CLI presents
 the listener's key (the config's ``api_key``, else the home's owner key), which only the owner can read.
@@ -59,10 +59,26 @@ def raise_for(status: int, data: dict[str, Any], what: str) -> None:
         error_type = ErrorType(data.get("error_type", "upstream_error"))
     except ValueError:
         error_type = ErrorType.UPSTREAM_ERROR
-    suggestion = str(data.get("suggestion") or "")
+    suggestion = str(data.get("suggestion") or "see the gateway's own output")
     if status == 401:
         suggestion = "the running gateway wants another key: check api_key in the config it was started with"
     raise McpRelayError(
         error_type, f"{what}: {data.get('message', status)}", suggestion=suggestion,
         server=data.get("server_name"), details=data.get("details") or {},
     )
+
+
+def gateway_request(
+    runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """``METHOD /api/v1<path>`` on the running gateway: its JSON answer, None when none runs; a refusal raises."""
+    answer = call_gateway(runtime, method, path, body)
+    if answer is None:
+        return None
+    raise_for(*answer, f"the running gateway refused {method} {path}")
+    return answer[1]
+
+
+def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
+    """GET ``/api/v1<path>`` from the gateway running for this home; None when none is running."""
+    return gateway_request(runtime, "GET", path)

@@ -15,9 +15,8 @@ import anyio
 import typer
 
 from mcprelay.cli.base import new_app
-from mcprelay.cli.gatewayapi import call_gateway, raise_for
+from mcprelay.cli.gatewayapi import call_gateway, gateway_get, raise_for
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
-from mcprelay.cli.upstream import gateway_get
 from mcprelay.errors import ErrorType, McpRelayError
 
 app = new_app("Tools the upstream servers offer; approve held ones.")

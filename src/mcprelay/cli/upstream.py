@@ -16,57 +16,13 @@ import typer
 
 from mcprelay.cli import importcmd, servers
 from mcprelay.cli.base import new_app
+from mcprelay.cli.gatewayapi import gateway_get, gateway_request
 from mcprelay.cli.runtime import Runtime, get_runtime, print_json
-from mcprelay.errors import ErrorType, McpRelayError
-from mcprelay.gateway.control.runfile import read_runfile
 from mcprelay.gateway.upstreams.stderrlog import tail, upstream_log_path
 
 app = new_app("Servers in the config: add, import, remove; their state, logs.")
 servers.register(app)
 app.command("import")(importcmd.import_servers)
-
-
-def gateway_get(runtime: Runtime, path: str) -> dict[str, Any] | None:
-    """GET ``/api/v1<path>`` from the gateway running for this home; None when none is running."""
-    return gateway_request(runtime, "GET", path)
-
-
-def gateway_request(runtime: Runtime, method: str, path: str) -> dict[str, Any] | None:
-    """``method /api/v1<path>`` on the gateway running for this home; None when none is running."""
-    running = read_runfile(runtime.home)
-    if running is None:
-        return None
-    from mcprelay.gateway.serving.ownerkey import client_key
-
-    headers = {}
-    key = client_key(runtime.home, runtime.loaded.config.api_key)
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    url = f"{running['url']}/api/v1{path}"
-    import httpx2  # here, not at the top: every command's start-up would pay for it
-
-    try:
-        response = httpx2.request(method, url, headers=headers, timeout=10.0)
-    except httpx2.HTTPError:
-        return None  # a gateway that does not answer is treated as not running
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if response.status_code >= 400 or not isinstance(data, dict):
-        known = {t.value for t in ErrorType}
-        error_type = data.get("error_type") if isinstance(data, dict) else None
-        suggestion = data.get("suggestion") if isinstance(data, dict) else None
-        if response.status_code == 401:
-            suggestion = "the running gateway wants another key: check api_key in the config it was started with"
-        raise McpRelayError(
-            ErrorType(error_type) if error_type in known else ErrorType.UPSTREAM_ERROR,
-            f"the running gateway refused {method} {path}: "
-            f"{data.get('message') if isinstance(data, dict) else response.text[:300]}",
-            suggestion=str(suggestion or "see the gateway's own output"),
-            server=data.get("server_name") if isinstance(data, dict) else None,
-        )
-    return data
 
 
 def server_rows(runtime: Runtime) -> list[dict[str, Any]]:
