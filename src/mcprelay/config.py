@@ -64,9 +64,6 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 #: reading (and parsing) an arbitrary file whole is how a 47 MB config took 12 s and 544 MB.
 MAX_CONFIG_BYTES = 1024 * 1024
 
-#: Server names mcprelay uses for its own files beside the per-server ones (``state/gateway.json``
-#: is the running gateway's run file, ``state/<server>.json`` a server's login status).
-RESERVED_NAMES = frozenset({"gateway"})
 #: Names Windows will not create as files, whatever the extension (a server's log and state files).
 WINDOWS_DEVICE_NAMES = frozenset(
     {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
@@ -191,10 +188,6 @@ class ServerConfig(_Strict):
     def _valid_name(cls, value: str) -> str:
         if not _NAME_RE.fullmatch(value) or "__" in value:
             raise ValueError("use letters, digits, '-' and '_' only, and no '__' (it separates server and tool)")
-        if value.lower() in RESERVED_NAMES:
-            raise ValueError(
-                f"{value!r} is reserved: mcprelay keeps its own state/{value.lower()}.json; rename the server"
-            )
         if sys.platform == "win32" and value.lower() in WINDOWS_DEVICE_NAMES:
             raise ValueError(f"{value!r} is a Windows device name and cannot name the server's files; rename it")
         return value

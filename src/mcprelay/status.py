@@ -25,7 +25,14 @@ if TYPE_CHECKING:
     from mcprelay.store.base import TokenStore
 
 
+#: Files of mcprelay's own in ``state/`` (``gateway.json``: the running gateway's run file). A server
+#: of that name keeps its status beside them under a name no server can have (names hold no dot).
+_OWN_FILES = frozenset({"gateway"})
+
+
 def _path(home: Path, server: str) -> Path:
+    if server.lower() in _OWN_FILES:  # lower(): on a case-insensitive file system "Gateway" is the same file
+        return home / "state" / f"{server}.server.json"
     return home / "state" / f"{server}.json"
 
 

@@ -72,11 +72,23 @@ def test_a_new_home_is_created_0700_whatever_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
 
 
-def test_the_reserved_name_gateway_is_a_config_error(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "config.json", {"gateway": stdio_server()})
-    result = mcprelay(tmp_path / "home", config, "upstream", "list")
-    assert result.returncode == 2
-    assert "'gateway' is reserved" in result.stderr and "state/gateway.json" in result.stderr
+async def test_a_server_named_gateway_keeps_its_status_apart_from_the_run_file(tmp_path: Path) -> None:
+    """The contract allows any name of letters, digits, '-' and '_': "gateway" too. Its login status must
+    not land on ``state/gateway.json``, where CLI commands find the running gateway."""
+    from mcprelay import status
+    from mcprelay.gateway.control.runfile import read_runfile, runfile_path
+
+    home, config = tmp_path / "home", tmp_path / "config.json"
+    write_config(config, {"gateway": stdio_server(), "Gateway2": stdio_server()})
+    async with http_gateway(home, config) as base:
+        status.write_status(home, "gateway", registration_kind="dynamic")
+        running = read_runfile(home)
+        assert running is not None and running["url"] == base
+        assert runfile_path(home).exists() and (home / "state" / "gateway.server.json").exists()
+        listed = mcprelay(home, config, "upstream", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert {row["name"] for row in json.loads(listed.stdout)["servers"]} == {"gateway", "Gateway2"}
+        assert status.read_status(home, "gateway")["registration_kind"] == "dynamic"
 
 
 async def test_planted_symlinks_are_never_written_through(tmp_path: Path) -> None:

@@ -153,7 +153,6 @@ def _bytes(tmp_path: Path, data: bytes) -> Path:
         (b'{"mcpServers": {"a": {"url": "https://h"}, "a": {"command": "x"}}}', "the key 'a' appears twice"),
         (b'{"mcpServers": [{"name": "Git", "url": "https://h"}, {"name": "git", "url": "https://h"}]}',
          "differ only in case"),
-        (b'{"mcpServers": {"gateway": {"url": "https://h"}}}', "'gateway' is reserved"),
         (b'{"mcpServers": {"a": "https://h"}}', "server 'a' must be an object"),
         (b'{"mcpServers": {"a": {"command": "x", "env": {"A=B": "1"}}}}', "not an environment variable name"),
         (b'{"mcpServers": {"a": {"url": "https://h", "headers": {"X": "a\\r\\nInjected: 1"}}}}', "CR, LF or NUL"),
