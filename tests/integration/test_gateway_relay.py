@@ -268,6 +268,14 @@ async def test_resource_subscriptions_reach_the_upstream_and_updates_come_back_r
                     await client.call_tool("r__touch", {"uri": "memo://note/1"})
                     await anyio.sleep(0.2)
             assert set(updates) == {exposed}
+            if era == "handshake":  # (a dual upstream is asked over subscriptions/listen, which it does not report)
+                # Unsubscribing reaches the upstream: it stops holding a subscription for the note.
+                touched = text(await client.call_tool("r__touch", {"uri": "memo://note/1"}))
+                assert touched.endswith("(subscribed)"), touched
+                await client.unsubscribe_resource(exposed)
+                with anyio.fail_after(10):
+                    while text(await client.call_tool("r__touch", {"uri": "memo://note/1"})).endswith("(subscribed)"):
+                        await anyio.sleep(0.1)
             return
         async with client.listen(resource_subscriptions=[exposed]) as subscription:
             async with anyio.create_task_group() as tg:

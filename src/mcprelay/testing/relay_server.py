@@ -19,7 +19,7 @@ What it offers, each one there to be relayed:
   for the template's ``id``;
 * ``stats``: how many calls were cancelled, and the last roots it saw;
 * ``touch``: tells the subscribers of a note that it changed (``resources/subscribe`` in the handshake
-  era, ``subscriptions/listen`` in 2026-07-28).
+  era, ``subscriptions/listen`` in 2026-07-28); its answer says whether the note has a subscription here.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def build(*, era: str = "dual") -> Server[Any]:
             await bus.publish(ResourceUpdated(uri=uri))  # 2026-07-28: to the listen streams that asked for it
             if uri in subscribed and not modern:
                 await ctx.session.send_resource_updated(uri)
-            return _text(f"touched {uri}")
+            return _text(f"touched {uri}" + (" (subscribed)" if uri in subscribed else ""))
         if params.name == "stats":
             return _text(json.dumps({"cancelled": state["cancelled"], "roots": state["roots"]}))
         if params.name == "links":
