@@ -261,9 +261,19 @@ class RedisStore:
         return McpRelayError(
             ErrorType.TOKEN_STORE_UNAVAILABLE,
             f"the Redis token store at {self.address} could not {action}: {type(exc).__name__}: {str(exc)[:200]}",
-            suggestion="check that Redis is running and reachable from this machine, then try again",
-            details={"store": self.address},
+            suggestion=self._suggestion(exc), details={"store": self.address},
         )
+
+    def _suggestion(self, exc: BaseException) -> str:
+        """What to do, with the two TLS mistakes named: an untrusted certificate, and plain text to a TLS port."""
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return ("the Redis server's TLS certificate is not trusted here: add ssl_ca_certs=/path/to/ca.pem to "
+                    "the token_store URL's query (rediss://host:port/0?ssl_ca_certs=…)")
+        if self.address.startswith("redis://") and ("reset by peer" in text or "Connection closed" in text):
+            return ("check that Redis is running and reachable; if it only speaks TLS, write the token_store URL "
+                    "as rediss://…")
+        return "check that Redis is running and reachable from this machine, then try again"
 
     def unavailable(self, what: str, *, server: str | None, correlation_id: str | None) -> McpRelayError:
         return McpRelayError(
