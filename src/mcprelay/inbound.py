@@ -11,6 +11,11 @@ Its request gets a JSON-RPC error naming the cap and the size instead (:func:`to
 so the call fails at once and clearly, and the gateway's memory per result stays bounded. Which
 request it answered is read from the message's first bytes or its last ones (:func:`response_id`):
 the Python SDK writes ``{"jsonrpc", "id", "result"}``, the TypeScript SDK ``{"result", "jsonrpc", "id"}``.
+
+Over streamable HTTP each request's answer has a body of its own, so the body is capped
+(:class:`CappedResponses`). The legacy HTTP+SSE transport carries every answer as an event on one
+long-lived GET stream, so there the cap is per event (:class:`CappedSseEvents`): an event over the
+cap is dropped while it streams and an error event for its request takes its place on the stream.
 """
 
 from __future__ import annotations
@@ -139,6 +144,114 @@ class QuietOversized(logging.Filter):
 
 
 logging.getLogger("mcp.client.streamable_http").addFilter(QuietOversized())
+
+
+#: How an SSE stream may end an event: a blank line, in any of the three line endings SSE allows.
+_SSE_BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+def _event_data_edges(head: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """The first and last bytes of an event's ``data`` (what :func:`response_id` reads)."""
+    start = head.find(b"data:")
+    data_head = head[start + 5:].lstrip(b" ") if start >= 0 else b""
+    return data_head, tail.rstrip(b"\r\n")
+
+
+def oversized_event(request_id: str | int, size: int, cap: int) -> bytes:
+    """The SSE event that answers ``request_id`` in place of an event of ``size`` bytes over ``cap``."""
+    message = too_large_error(request_id, size, cap, at_least=True).message
+    return b"event: message\ndata: " + message.model_dump_json(by_alias=True, exclude_none=True).encode() + b"\n\n"
+
+
+class _CappedSseStream(httpx2.AsyncByteStream):
+    """Passes an SSE stream on event by event; an event over ``cap`` becomes :func:`oversized_event`.
+
+    Each event is held until its blank line (so it never passes half-way before its size is known) and at
+    most ``cap`` bytes of it: past that only its first and last :data:`EDGE_BYTES` are kept, to find the
+    request it answers. One whose id shows in neither end cannot be answered in its place; the stream
+    then ends with :class:`ResultTooLarge`, so the session fails its calls at once rather than leaving
+    one to wait for its timeout.
+    """
+
+    def __init__(self, inner: Any, cap: int, liveness: Liveness) -> None:
+        self._inner = inner
+        self._cap = cap
+        self._liveness = liveness
+
+    def _in_place_of(self, head: bytes, tail: bytes, size: int) -> bytes:
+        """The error event for an event over the cap that began with ``head`` and ended with ``tail``."""
+        request_id = response_id(*_event_data_edges(head, tail))
+        if request_id is None:
+            raise ResultTooLarge(size, self._cap)
+        return oversized_event(request_id, size, self._cap)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        pending = bytearray()  # the start of the stream not passed on yet: whole events and one within the cap
+        scanned = 0  # how much of ``pending`` is known to hold no boundary
+        dropping = False  # the event being received went over the cap: only its edges are kept
+        head, tail, size = b"", b"", 0
+        async for chunk in self._inner:
+            self._liveness.saw_bytes()
+            if dropping:
+                carry = tail[-3:]  # a boundary may be split between two reads
+                found = _SSE_BOUNDARY.search(carry + chunk)
+                if found is None:
+                    size += len(chunk)
+                    tail = (tail + chunk)[-EDGE_BYTES:]
+                    continue
+                used = found.end() - len(carry)
+                size += used
+                yield self._in_place_of(head, (tail + chunk[:max(0, found.start() - len(carry))])[-EDGE_BYTES:], size)
+                dropping, chunk = False, chunk[used:]
+            pending += chunk
+            while (found := _SSE_BOUNDARY.search(pending, max(0, scanned - 3))) is not None:
+                end = found.end()
+                if end > self._cap:  # a whole event over the cap came in one read
+                    event = self._in_place_of(bytes(pending[:EDGE_BYTES]),
+                                              bytes(pending[max(0, found.start() - EDGE_BYTES):found.start()]), end)
+                else:
+                    event = bytes(pending[:end])
+                del pending[:end]
+                scanned = 0
+                yield event
+            scanned = len(pending)
+            if scanned > self._cap:
+                dropping, size = True, scanned
+                head, tail = bytes(pending[:EDGE_BYTES]), bytes(pending[-EDGE_BYTES:])
+                pending.clear()
+                scanned = 0
+        if pending:
+            yield bytes(pending)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class CappedSseEvents(httpx2.AsyncBaseTransport):
+    """An ``httpx`` transport for the legacy SSE transport: liveness on every chunk, a cap on every event.
+
+    The GET event stream is read through :class:`_CappedSseStream`; the POSTs (answered ``202 Accepted``,
+    their results arrive on the stream) only mark liveness.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, cap: int, liveness: Liveness) -> None:
+        self._inner = inner
+        self.cap = cap
+        self.liveness = liveness
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        self.liveness.saw_bytes()
+        if request.method != "GET" or "text/event-stream" not in response.headers.get("content-type", ""):
+            return response
+        return httpx2.Response(
+            response.status_code, headers=response.headers,
+            stream=_CappedSseStream(response.stream, self.cap, self.liveness),
+            extensions=response.extensions, request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class CappedResponses(httpx2.AsyncBaseTransport):

@@ -3,9 +3,10 @@
 Why a seam at all: a few things mcprelay needs have no public API — sending a tool call on the SDK
 session's dispatcher as JSON (no models built twice), knowing whether an HTTP session of the SDK's
 session manager is alive, keeping that session from idling out while mcprelay serves one of its
-requests, hearing when a downstream connection closes, and two start-up shortcuts in keyring and
-typer. Everything of that kind is here, behind functions with plain signatures, so the rest of the
-code never names a private attribute.
+requests, hearing when a downstream connection closes, lifting the legacy SSE client's fixed 1 MiB
+event limit (mcprelay caps events itself), and two start-up shortcuts in keyring and typer.
+Everything of that kind is here, behind functions with plain signatures, so the rest of the code
+never names a private attribute.
 
 Why it fails loudly: :func:`check` verifies every internal used here against the installed
 libraries, and ``tests/unit/test_seam.py`` runs it. When a library release moves one of them, that
@@ -136,6 +137,31 @@ def on_connection_closed(session: Any, callback: Callable[[], Any]) -> None:
     exit_stack.callback(callback)
 
 
+# ---------------------------------------------------------------- mcp: the legacy SSE client's event limit
+
+
+def sse_events_unbounded() -> None:
+    """Let the SDK's legacy SSE client read events of any size; idempotent.
+
+    ``mcp.client.sse.sse_client`` opens its event stream with a fixed 1 MiB limit per event, and an
+    event over it ends the whole session ("Connection closed") — every call in flight fails, not just
+    the one with the big result. mcprelay reads that stream through its own per-event cap at the
+    server's ``max_result_bytes`` (``inbound.CappedSseEvents``), which answers only the oversized call
+    with an error, so the SDK's limit is lifted here.
+    """
+    import mcp.client.sse as sse
+
+    original = _attr(sse, "sse_within_origin", "mcp", "mcp.client.sse")
+    if getattr(original, "mcprelay_unbounded", False):
+        return
+
+    def unbounded(client: Any, url: Any, *, headers: Any = None, max_event_size: int | None = None) -> Any:
+        return original(client, url, headers=headers, max_event_size=None)
+
+    unbounded.mcprelay_unbounded = True  # type: ignore[attr-defined]
+    setattr(sse, "sse_within_origin", unbounded)  # noqa: B010 (not an exported name of the module)
+
+
 # ---------------------------------------------------------------- keyring
 
 
@@ -221,6 +247,17 @@ def check() -> list[str]:
     connection = Connection(None, protocol_version="2025-11-25")  # type: ignore[arg-type]
     server_session = ServerSession(None, connection)  # type: ignore[arg-type]
     probe(lambda: on_connection_closed(server_session, lambda: None))
+
+    import inspect
+
+    import mcp.client.sse
+
+    within = getattr(mcp.client.sse, "sse_within_origin", None)
+    if within is None:
+        problems.append(str(SeamBroken("mcp", "mcp.client.sse.sse_within_origin")))
+    elif not getattr(within, "mcprelay_unbounded", False) and (
+            "max_event_size" not in inspect.signature(within).parameters):
+        problems.append(str(SeamBroken("mcp", "the max_event_size parameter of mcp.client.sse.sse_within_origin")))
 
     import keyring.core
     from keyring import backend

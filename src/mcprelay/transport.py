@@ -23,10 +23,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
+from mcprelay import seam
 from mcprelay.config import DEFAULT_MAX_RESULT_BYTES
 from mcprelay.httpclient import USER_AGENT
 from mcprelay.inbound import SYNTHESIZED_ERROR_KEY as SYNTHESIZED_ERROR_KEY
-from mcprelay.inbound import CappedResponses, Liveness, too_large_error
+from mcprelay.inbound import CappedResponses, CappedSseEvents, Liveness, too_large_error
 from mcprelay.related import RelatedRequestTagging
 from mcprelay.stdio_transport import stdio_transport
 
@@ -200,14 +201,18 @@ async def open_session(
     response-cache eviction still runs in front of them. ``on_closed`` is told when the server's side
     of the connection ends (see :class:`_ReportingReadStream`). Over streamable HTTP the answer to
     each request is capped at ``max_message_bytes`` and every byte received marks ``liveness``
-    (:class:`~mcprelay.inbound.CappedResponses`); the legacy SSE transport has neither.
+    (:class:`~mcprelay.inbound.CappedResponses`); over the legacy SSE transport each event is capped
+    instead, its request answered by an error event in its place (:class:`~mcprelay.inbound.CappedSseEvents`).
     """
     handlers = handlers or ClientHandlers()
     all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
     if transport == "sse":
+        seam.sse_events_unbounded()  # the cap per event is CappedSseEvents', at max_message_bytes
+        sse_liveness = liveness or Liveness()
 
         def factory(headers: Any = None, timeout: Any = None, auth: Any = None) -> httpx2.AsyncClient:
-            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth)
+            events = CappedSseEvents(httpx2.AsyncHTTPTransport(), max_message_bytes, sse_liveness)
+            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, transport=events)
 
         async with _client(
             _reporting(sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), on_closed),

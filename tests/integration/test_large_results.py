@@ -170,3 +170,24 @@ async def test_an_http_upstream_result_over_the_cap(tmp_path: Path, json_respons
                 await client.call_tool("big", {"size": 5 * MiB})
             assert "4,194,304 bytes" in str(info.value) and "max_result_bytes" in str(info.value)
             assert (await client.call_tool("echo", {"text": "alive"})).content[0].text == "alive"  # type: ignore[union-attr]
+
+
+async def test_an_sse_upstream_result_over_the_cap(tmp_path: Path) -> None:
+    """The legacy HTTP+SSE transport carries every answer as an event on one stream: the cap is per event.
+    A result under the cap passes whole; one over it becomes a clear error for that call alone, and the
+    stream, the session and the next call go on."""
+    from mcprelay.connect import open_upstream
+    from mcprelay.testing.mcpserver import build_big_result_sse_app
+
+    with serve_in_thread(build_big_result_sse_app()) as site:
+        server = parse_config({"max_result_bytes": 4 * MiB,
+                               "mcpServers": {"s": {"url": f"{site.url}/sse", "protocol": "sse"}}}).config
+        async with httpx2.AsyncClient() as http, open_upstream(
+            server.server("s"), store=MemoryStore(), http=http, home=tmp_path
+        ) as (client, _auth):
+            fine = await client.call_tool("big", {"size": 3 * MiB // 2})
+            assert len(fine.content[0].text) == 3 * MiB // 2  # type: ignore[union-attr]
+            with pytest.raises(Exception) as info:
+                await client.call_tool("big", {"size": 5 * MiB})
+            assert "4,194,304 bytes" in str(info.value) and "max_result_bytes" in str(info.value)
+            assert (await client.call_tool("echo", {"text": "alive"})).content[0].text == "alive"  # type: ignore[union-attr]

@@ -309,9 +309,7 @@ def build_open_app(base_url: str, *, mcp_path: str = "/mcp", counters: AuthServe
     return app
 
 
-def build_big_result_app(base_url: str, *, json_response: bool, mcp_path: str = "/mcp") -> ASGIApp:
-    """An open server whose ``big(size)`` tool answers with ``size`` bytes of text (the size cap's tests);
-    ``json_response``: answers as one JSON body, else as an event stream."""
+def _big_result_server() -> MCPServer[Any]:
     server: MCPServer[Any] = MCPServer("mcprelay-big", version="0.1.0", log_level="WARNING")
 
     @server.tool()
@@ -324,6 +322,18 @@ def build_big_result_app(base_url: str, *, json_response: bool, mcp_path: str = 
         """Return the text unchanged."""
         return text
 
+    return server
+
+
+def build_big_result_sse_app(sse_path: str = "/sse") -> Starlette:
+    """The ``big(size)`` and ``echo`` tools over the legacy HTTP+SSE transport (its per-event cap's tests)."""
+    return _big_result_server().sse_app(sse_path=sse_path, message_path="/messages/", host="127.0.0.1")
+
+
+def build_big_result_app(base_url: str, *, json_response: bool, mcp_path: str = "/mcp") -> ASGIApp:
+    """An open server whose ``big(size)`` tool answers with ``size`` bytes of text (the size cap's tests);
+    ``json_response``: answers as one JSON body, else as an event stream."""
+    server = _big_result_server()
     server.streamable_http_app(streamable_http_path=mcp_path, host="127.0.0.1", json_response=json_response)
     manager = server.session_manager
 
