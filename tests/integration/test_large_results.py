@@ -150,41 +150,28 @@ async def test_a_result_over_max_result_bytes_is_a_clear_upstream_error(tmp_path
     assert "Traceback" not in (upstream_log.read_text() if upstream_log.exists() else "")
 
 
-@pytest.mark.parametrize("json_response", [True, False], ids=["json", "event-stream"])
-async def test_an_http_upstream_result_over_the_cap(tmp_path: Path, json_response: bool) -> None:
-    """Over streamable HTTP too, both response shapes: the answer is cut at the cap while it streams, and the
-    call fails with the cap named, while the session stays up. Results above the SDK's 1 MiB event limit
-    and under the cap pass."""
+@pytest.mark.parametrize("shape", ["json", "event-stream", "sse"])
+async def test_an_http_upstream_result_over_the_cap(tmp_path: Path, shape: str) -> None:
+    """Over streamable HTTP, both response shapes: the answer is cut at the cap while it streams. Over the
+    legacy HTTP+SSE transport, which carries every answer as an event on one stream, the cap is per event
+    and an error event takes the oversized one's place. Either way the call fails with the cap named, the
+    session stays up, and results above the SDK's 1 MiB event limit and under the cap pass."""
     from mcprelay.connect import open_upstream
+    from mcprelay.testing.mcpserver import build_big_result_sse_app
 
-    app = AppFactory(lambda base: build_big_result_app(base, json_response=json_response))
+    if shape == "sse":
+        app: Any = build_big_result_sse_app()
+        entry: dict[str, Any] = {"url": "{base}/sse", "protocol": "sse"}
+    else:
+        app = AppFactory(lambda base: build_big_result_app(base, json_response=shape == "json"))
+        entry = {"url": "{base}/mcp"}
     with serve_in_thread(app) as site:
-        server = parse_config({"max_result_bytes": 4 * MiB, "mcpServers": {"h": {"url": f"{site.url}/mcp"}}}).config
+        entry["url"] = entry["url"].format(base=site.url)
+        server = parse_config({"max_result_bytes": 4 * MiB, "mcpServers": {"h": entry}}).config
         async with httpx2.AsyncClient() as http, open_upstream(
             server.server("h"), store=MemoryStore(), http=http, home=tmp_path
         ) as (client, _auth):
             # 1.5 MiB of text, sent twice (content and structuredContent): over the SDK's 1 MiB event limit.
-            fine = await client.call_tool("big", {"size": 3 * MiB // 2})
-            assert len(fine.content[0].text) == 3 * MiB // 2  # type: ignore[union-attr]
-            with pytest.raises(Exception) as info:
-                await client.call_tool("big", {"size": 5 * MiB})
-            assert "4,194,304 bytes" in str(info.value) and "max_result_bytes" in str(info.value)
-            assert (await client.call_tool("echo", {"text": "alive"})).content[0].text == "alive"  # type: ignore[union-attr]
-
-
-async def test_an_sse_upstream_result_over_the_cap(tmp_path: Path) -> None:
-    """The legacy HTTP+SSE transport carries every answer as an event on one stream: the cap is per event.
-    A result under the cap passes whole; one over it becomes a clear error for that call alone, and the
-    stream, the session and the next call go on."""
-    from mcprelay.connect import open_upstream
-    from mcprelay.testing.mcpserver import build_big_result_sse_app
-
-    with serve_in_thread(build_big_result_sse_app()) as site:
-        server = parse_config({"max_result_bytes": 4 * MiB,
-                               "mcpServers": {"s": {"url": f"{site.url}/sse", "protocol": "sse"}}}).config
-        async with httpx2.AsyncClient() as http, open_upstream(
-            server.server("s"), store=MemoryStore(), http=http, home=tmp_path
-        ) as (client, _auth):
             fine = await client.call_tool("big", {"size": 3 * MiB // 2})
             assert len(fine.content[0].text) == 3 * MiB // 2  # type: ignore[union-attr]
             with pytest.raises(Exception) as info:
