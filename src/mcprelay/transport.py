@@ -39,6 +39,42 @@ DEFAULT_MAX_MESSAGE_BYTES = DEFAULT_MAX_RESULT_BYTES
 OnClosed = Callable[[], None]
 
 
+class LogOrder:
+    """Log messages an upstream sent before a response are relayed before that response.
+
+    The SDK's client hands notifications to their callbacks from queues on tasks of their own, apart
+    from the responses, so a tool's last log messages could reach the agent after its result — or not
+    at all, once the result has closed the request's stream. The read stream counts each
+    ``notifications/message`` as it arrives, in wire order (:meth:`saw`); the logging callback counts
+    each one it has relayed (:meth:`done`); a request whose response came waits, briefly, until every
+    log message received before it is relayed (:meth:`caught_up`). A message the SDK never delivers
+    (malformed, or its queue full) costs that one wait, and is then written off.
+    """
+
+    def __init__(self, wait: float = 1.0) -> None:
+        self.received = 0
+        self.delivered = 0
+        self._wait = wait
+        self._changed = anyio.Event()
+
+    def saw(self) -> None:
+        self.received += 1
+
+    def done(self) -> None:
+        self.delivered += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def caught_up(self) -> None:
+        target = self.received
+        if self.delivered >= target:
+            return
+        with anyio.move_on_after(self._wait):
+            while self.delivered < target:
+                await self._changed.wait()
+        self.delivered = max(self.delivered, target)
+
+
 @dataclass(frozen=True)
 class ClientHandlers:
     """What a session does with what the server sends on its own: notifications and server requests.
@@ -56,6 +92,8 @@ class ClientHandlers:
     list_roots: ListRootsFnT | None = None
     logging: LoggingFnT | None = None
     tag_related: bool = False
+    #: Counts the log messages as they arrive, for ``logging`` to keep them ahead of later responses.
+    log_order: LogOrder | None = None
 
 
 def _client(transport: Transport, handlers: ClientHandlers) -> Client:
@@ -77,6 +115,8 @@ class _ReportingReadStream:
     stream dropped) only when the next request fails, and a supervisor that sends no requests would
     keep a dead session for a whole ping interval. The end of the read stream is the earliest sign.
 
+    Log messages: each is counted here, in wire order, for :class:`LogOrder`.
+
     Unparseable responses: the SDK's stdio and SSE transports pass a line they cannot parse on as
     the validation error, which no request is waiting for — the request it answered would wait for
     its whole timeout. When the error shows the response's id, it becomes a JSON-RPC error for that
@@ -88,13 +128,15 @@ class _ReportingReadStream:
     """
 
     def __init__(
-        self, inner: Any, on_closed: OnClosed | None, capped: CappedResponses | None = None
+        self, inner: Any, on_closed: OnClosed | None, capped: CappedResponses | None = None,
+        log_order: LogOrder | None = None,
     ) -> None:
         """``inner`` is the SDK's read stream (typed ``Any``: the SDK exports no public name for its type)."""
         self._inner = inner
         self._on_closed = on_closed
         self._reported = False
         self._capped = capped
+        self._log_order = log_order
 
     @property
     def last_context(self) -> Any:
@@ -115,6 +157,10 @@ class _ReportingReadStream:
             raise
         if isinstance(item, ValidationError):
             return _as_error_response(item) or item
+        if self._log_order is not None and isinstance(item, SessionMessage):
+            message = item.message
+            if isinstance(message, types.JSONRPCNotification) and message.method == "notifications/message":
+                self._log_order.saw()
         if self._capped is not None and self._capped.oversized and isinstance(item, SessionMessage):
             message = item.message
             if isinstance(message, types.JSONRPCError) and message.id in self._capped.oversized:
@@ -168,14 +214,17 @@ def _as_error_response(error: ValidationError) -> SessionMessage | None:
     return None
 
 
-def _reporting(transport: Transport, on_closed: OnClosed | None, capped: CappedResponses | None = None) -> Transport:
+def _reporting(
+    transport: Transport, on_closed: OnClosed | None, capped: CappedResponses | None = None,
+    log_order: LogOrder | None = None,
+) -> Transport:
     """``transport`` with its read stream wrapped (see :class:`_ReportingReadStream`)."""
     report = on_closed
 
     @asynccontextmanager
     async def wrapped() -> AsyncIterator[Any]:
         async with transport as (read, write):
-            yield _ReportingReadStream(read, report, capped), write
+            yield _ReportingReadStream(read, report, capped, log_order), write
 
     return wrapped()
 
@@ -215,7 +264,8 @@ async def open_session(
             return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, transport=events)
 
         async with _client(
-            _reporting(sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), on_closed),
+            _reporting(sse_client(url, headers=all_headers, auth=auth, httpx_client_factory=factory), on_closed,
+                       log_order=handlers.log_order),
             handlers,
         ) as client:
             yield client
@@ -227,7 +277,7 @@ async def open_session(
     )
     # The SDK's own per-event cap (1 MiB by default) must not cut results the configured cap allows.
     streams = streamable_http_client(url, http_client=http, max_sse_event_size=max_message_bytes + 65536)
-    async with http, _client(_reporting(streams, on_closed, capped), handlers) as client:
+    async with http, _client(_reporting(streams, on_closed, capped, handlers.log_order), handlers) as client:
         yield client
 
 
@@ -252,5 +302,6 @@ async def open_stdio_session(
     transport = stdio_transport(
         command, list(args), env, errlog=errlog, max_message_bytes=max_message_bytes, liveness=liveness
     )
-    async with _client(_reporting(transport, on_closed), handlers or ClientHandlers()) as client:
+    handlers = handlers or ClientHandlers()
+    async with _client(_reporting(transport, on_closed, log_order=handlers.log_order), handlers) as client:
         yield client

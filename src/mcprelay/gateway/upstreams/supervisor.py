@@ -47,7 +47,7 @@ from mcprelay.oauth.auth import OAuth
 from mcprelay.oauth.grant import load_grant, token_key
 from mcprelay.related import related_request, untagged
 from mcprelay.store.base import TokenStore, watching
-from mcprelay.transport import SYNTHESIZED_ERROR_KEY, ClientHandlers
+from mcprelay.transport import SYNTHESIZED_ERROR_KEY, ClientHandlers, LogOrder
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ class Upstream:
         #: Requests in flight on the session, by the id they went out under: (origin, group), oldest first.
         self._inflight: dict[str | int, tuple[object | None, object | None]] = {}
         self._wire: seam.SessionWire | None = None  # the live session's, looked up once
+        self._log_order = LogOrder()  # replaced for each session (see _handlers)
         self.state: UpstreamState = "connecting" if config.enabled else "disabled"
         self.catalog = Catalog()
         self.last_error: McpRelayError | None = None
@@ -732,7 +733,14 @@ class Upstream:
                     meta[LOG_LEVEL_META_KEY] = log_level
             self._inflight[wire_id] = (origin, group)
             try:
-                raw: dict[str, Any] = await wire.send_raw_request(method, data["params"], opts)
+                # What the upstream logged before answering goes out before the answer, and while this
+                # request is still in flight to be attributed to it (see transport.LogOrder).
+                try:
+                    raw: dict[str, Any] = await wire.send_raw_request(method, data["params"], opts)
+                except MCPError:
+                    await self._log_order.caught_up()
+                    raise
+                await self._log_order.caught_up()
             except MCPError as exc:
                 if exc.code != types.HEADER_MISMATCH or method != "tools/call" or attempt == 2:
                     raise
@@ -749,6 +757,7 @@ class Upstream:
         """The session's handlers: list changes always; requests and logs only where a gateway relays them."""
         if self.hooks is None:
             return ClientHandlers(message=self._on_message)
+        self._log_order = LogOrder()  # one per session: it counts that session's wire
         return ClientHandlers(
             message=self._on_message,
             sampling=self._on_sampling,
@@ -756,6 +765,7 @@ class Upstream:
             list_roots=self._on_list_roots,
             logging=self._on_log,
             tag_related=self.config.transport == "http",
+            log_order=self._log_order,
         )
 
     def _attribute(self, meta: Any, *, request: bool) -> tuple[object | None, bool]:
@@ -832,6 +842,8 @@ class Upstream:
             await self.hooks.on_log(self, origin, data)
         except Exception:  # a client that cannot take a log message must not stop the session's reader
             logger.debug("%s: relaying a log message failed", self.name, exc_info=True)
+        finally:
+            self._log_order.done()
 
     async def set_log_level(self, level: str | None) -> None:
         """The level handshake-era upstreams are asked to log at (the most verbose any agent asked for)."""

@@ -1,0 +1,67 @@
+"""Log messages an upstream sends during a call reach the agent before the call's result, attributed to it.
+
+The SDK's client hands notifications to their callbacks from queues on tasks of their own, apart from
+responses; a relay that is slow to pass a log message on (a loaded machine, a slow agent) would otherwise
+see the result first — and the request's stream closed, or the call no longer in flight to attribute the
+late message to. Here the relay takes 0.1 s per message and the fixture server logs three times within
+0.1 s before it answers: every message must have been relayed, with the call's origin, when the request
+returns. (Found as a flaky conformance row, tools-call-with-logging through serve --listen.)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from mcprelay.config import parse_config
+from mcprelay.gateway.upstreams.supervisor import Upstream, UpstreamEnv, UpstreamHooks
+from mcprelay.store.memory import MemoryStore
+from mcprelay.testing.asgi import serve_in_thread
+from mcprelay.testing.fixture_server import http_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.mark.parametrize("wire", ["stdio", "http"])
+async def test_every_log_message_is_relayed_before_the_request_returns(tmp_path: Path, wire: str) -> None:
+    relayed: list[tuple[object | None, str]] = []
+
+    async def on_log(_upstream: Upstream, origin: object | None, params: dict[str, Any]) -> None:
+        await anyio.sleep(0.1)  # a slow relay
+        relayed.append((origin, str(params.get("data"))))
+
+    async def on_input(*_args: Any) -> dict[str, Any]:
+        raise MCPError(-32601, "no input here")
+
+    hooks = UpstreamHooks(on_input=on_input, on_log=on_log, on_elicitation_complete=lambda _u, _id: None)
+    with serve_in_thread(http_app()) as site:
+        entry: dict[str, Any] = (
+            {"command": sys.executable, "args": ["-m", "mcprelay.testing.fixture_server", "--stdio"]}
+            if wire == "stdio" else {"url": f"{site.url}/mcp"}
+        )
+        server = parse_config({"mcpServers": {"f": entry}}).config.server("f")
+        async with httpx2.AsyncClient() as http:
+            upstream = Upstream(server, UpstreamEnv(store=MemoryStore(), http=http, home=tmp_path),
+                                lambda _u, _c: None, hooks)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(upstream.run)
+                with anyio.fail_after(30):
+                    while upstream.state != "ready":
+                        await anyio.sleep(0.05)
+                for call in range(3):
+                    relayed.clear()
+                    origin = f"call-{call}"
+                    result, _version = await upstream.request(
+                        "tools/call", {"name": "test_tool_with_logging", "arguments": {}},
+                        request_id=origin, what="tool test_tool_with_logging", origin=origin, log_level="debug",
+                    )
+                    assert result["content"][0]["text"] == "Tool with logging executed successfully"
+                    assert relayed == [(origin, "Tool execution started"), (origin, "Tool processing data"),
+                                       (origin, "Tool execution completed")], relayed
+                upstream.stop()
