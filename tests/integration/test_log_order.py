@@ -65,3 +65,52 @@ async def test_every_log_message_is_relayed_before_the_request_returns(tmp_path:
                     assert relayed == [(origin, "Tool execution started"), (origin, "Tool processing data"),
                                        (origin, "Tool execution completed")], relayed
                 upstream.stop()
+
+
+async def test_a_log_message_is_never_given_to_another_connections_call(tmp_path: Path) -> None:
+    """Over stdio nothing says which request a log message belongs to. While calls of two downstream
+    connections are in flight, a log line is the server's own (for every agent), never the newer call's:
+    here connection B's logging call starts first and connection A's slow call starts after B's first line."""
+    relayed: list[tuple[object | None, str]] = []
+    first = anyio.Event()
+
+    async def on_log(_upstream: Upstream, origin: object | None, params: dict[str, Any]) -> None:
+        relayed.append((origin, str(params.get("data"))))
+        first.set()
+
+    async def on_input(*_args: Any) -> dict[str, Any]:
+        raise MCPError(-32601, "no input here")
+
+    hooks = UpstreamHooks(on_input=on_input, on_log=on_log, on_elicitation_complete=lambda _u, _id: None)
+    entry = {"command": sys.executable, "args": ["-m", "mcprelay.testing.fixture_server", "--stdio"]}
+    server = parse_config({"mcpServers": {"f": entry}}).config.server("f")
+    group_a, group_b = object(), object()
+    async with httpx2.AsyncClient() as http:
+        upstream = Upstream(server, UpstreamEnv(store=MemoryStore(), http=http, home=tmp_path),
+                            lambda _u, _c: None, hooks)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(upstream.run)
+            with anyio.fail_after(30):
+                while upstream.state != "ready":
+                    await anyio.sleep(0.05)
+
+            a_done = anyio.Event()
+
+            async def slow_call_of_a() -> None:
+                await first.wait()
+                await upstream.request("tools/call", {"name": "test_slow", "arguments": {"seconds": 0.5}},
+                                       request_id="a", what="tool test_slow", origin="A", group=group_a,
+                                       log_level="debug")
+                a_done.set()
+
+            tg.start_soon(slow_call_of_a)
+            await upstream.request("tools/call", {"name": "test_tool_with_logging", "arguments": {}},
+                                   request_id="b", what="tool test_tool_with_logging", origin="B", group=group_b,
+                                   log_level="debug")
+            assert [message for _origin, message in relayed] == [
+                "Tool execution started", "Tool processing data", "Tool execution completed"]
+            assert relayed[0][0] == "B"  # B's call alone was in flight
+            assert "A" not in {origin for origin, _message in relayed}, relayed
+            with anyio.fail_after(10):
+                await a_done.wait()
+            upstream.stop()

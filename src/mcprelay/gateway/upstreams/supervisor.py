@@ -774,9 +774,12 @@ class Upstream:
 
         Over streamable HTTP the message names its request (see :mod:`mcprelay.related`). Elsewhere (stdio,
         SSE) nothing on the wire does: a request for input then belongs to the request in flight (the most
-        recent one, when several are), and a log message too when any is in flight, since a server logs
-        mostly while it works; with nothing in flight a log message is the server's own, for every agent.
-        A log message that arrived untagged over HTTP came on the server's standalone stream: its own.
+        recent one, when several are), and a log message too when every request in flight comes from one
+        downstream connection, since a server logs mostly while it works. A log message while requests of
+        several connections are in flight could be any of theirs — guessing the newest gave one agent's
+        log lines to another, whose call had merely started later — so it is the server's own, like one
+        with nothing in flight: for every agent whose log level admits it. A log message that arrived
+        untagged over HTTP came on the server's standalone stream: its own.
         """
         tag = related_request(meta)
         if tag is not None:
@@ -786,6 +789,8 @@ class Upstream:
         elif not request and self.config.transport == "http":
             return None, True
         if not self._inflight:
+            return None, False
+        if not request and len({id(group) for _origin, group in self._inflight.values()}) > 1:
             return None, False
         return next(reversed(self._inflight.values()))[0], False
 
