@@ -76,7 +76,6 @@ def test_refusals_write_nothing(tmp_path: Path) -> None:
         (["add", "one", "https://other.example/mcp"], "already configured", 2),
         (["add", "two__x", "https://two.example/mcp"], "no '__'", 2),
         (["add", "two", "ftp://two.example"], "not an http:// or https:// URL", 2),
-        (["add", "Gateway", "https://two.example/mcp"], "reserved", 2),
         (["add", "two", "https://two.example/mcp", "--header", "novalue"], "is not KEY=VALUE", 2),
         (["add", "two"], "say what to add", 2),
         (["remove", "nope"], "no server named 'nope'", 2),
@@ -92,6 +91,9 @@ def test_refusals_write_nothing(tmp_path: Path) -> None:
     replaced = run(home, cfg, "add", "one", "https://other.example/mcp", "--replace")
     assert replaced.returncode == 0 and "replaced one" in replaced.stdout
     assert json.loads(cfg.read_text())["mcpServers"]["one"] == {"url": "https://other.example/mcp"}
+    # "gateway" is a name like any other (its status file keeps apart from the run file).
+    named = run(home, cfg, "add", "gateway", "https://two.example/mcp")
+    assert named.returncode == 0 and "gateway" in json.loads(cfg.read_text())["mcpServers"], named.stderr
 
 
 def test_a_broken_config_is_not_edited(tmp_path: Path) -> None:
