@@ -483,7 +483,7 @@ class HttpFastPath:
                 target.cancel()
                 await _empty(send, 202)
                 return
-        await self.inner(scope, _replay(body, receive), send)
+        await self.inner(scope, replay_body(body, receive), send)
 
     def _live_transport(self, session: str, scope: Scope) -> Any:
         """The SDK transport of a live session that the SDK would serve this request on, else ``None``."""
@@ -572,7 +572,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), True
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that yields the already-read body once, then whatever the connection sends next."""
     sent = False
 

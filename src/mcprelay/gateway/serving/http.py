@@ -19,7 +19,7 @@ from mcp.server.streamable_http_manager import (
 )
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcprelay.errors import ErrorType, McpRelayError, config_error
 from mcprelay.gateway.control.health import health_routes
@@ -27,7 +27,7 @@ from mcprelay.gateway.control.rest import API_PREFIX, GatewayControl, rest_route
 from mcprelay.gateway.control.webui import page_routes
 from mcprelay.gateway.serving import framing
 from mcprelay.gateway.serving.browsersession import BrowserSessions
-from mcprelay.gateway.serving.fastpath import HttpFastPath
+from mcprelay.gateway.serving.fastpath import HttpFastPath, replay_body
 from mcprelay.gateway.serving.security import guard
 from mcprelay.gateway.serving.server import Downstream
 
@@ -109,7 +109,7 @@ class FramedPost:
         if isinstance(checked, framing.Refusal):
             await _answer(send, checked)
             return
-        await self.inner(scope, _replay(body, receive), send)
+        await self.inner(scope, replay_body(body, receive), send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -124,20 +124,6 @@ async def _answer(send: Send, refusal: framing.Refusal) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that yields the already-read body once, then whatever the connection sends next."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def bind(host: str, port: int) -> socket.socket:
